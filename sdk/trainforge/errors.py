@@ -1,0 +1,89 @@
+"""The one exception hierarchy of trainforge.
+
+    TrainforgeError
+    ├── SpecError                 a job spec is invalid (lists every problem with its field path)
+    ├── ConfigError               trainforge configuration is invalid
+    ├── StorageError              object store failures (names the URI)
+    │   ├── StorageUnreachable    endpoint refused / unreachable / bad credentials
+    │   ├── ObjectNotFound        a URI has no data behind it
+    │   └── IntegrityError        bytes read back differ from bytes written
+    ├── BackendError              a backend could not do what was asked
+    │   ├── ImageNotFound         container image / trainer source missing
+    │   └── EngineUnavailable     container engine / cluster not reachable
+    ├── JobNotFound               no job with that name
+    └── JobFailed                 Job.wait() saw the job end Failed or Stopped
+
+Errors from dependencies (botocore, docker, kubernetes) are mapped into this tree
+at the boundary and chained with ``from`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TrainforgeError(Exception):
+    """Base of every error trainforge raises on purpose."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec: where (dotted path) and what was expected."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(TrainforgeError):
+    def __init__(self, issues: list[SpecIssue], source: str | None = None):
+        self.issues = list(issues)
+        self.source = source
+        where = f"{source}: " if source else ""
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        noun = "problem" if len(self.issues) == 1 else "problems"
+        super().__init__(f"{where}invalid job spec ({len(self.issues)} {noun}):\n{lines}")
+
+
+class ConfigError(TrainforgeError):
+    pass
+
+
+class StorageError(TrainforgeError):
+    pass
+
+
+class StorageUnreachable(StorageError):
+    pass
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class IntegrityError(StorageError):
+    pass
+
+
+class BackendError(TrainforgeError):
+    pass
+
+
+class ImageNotFound(BackendError):
+    pass
+
+
+class EngineUnavailable(BackendError):
+    pass
+
+
+class JobNotFound(TrainforgeError):
+    pass
+
+
+class JobFailed(TrainforgeError):
+    def __init__(self, name: str, phase: str, reason: str | None):
+        self.name, self.phase, self.reason = name, phase, reason
+        super().__init__(f"job {name} ended {phase}" + (f": {reason}" if reason else ""))
