@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .instances import InstanceType
+if TYPE_CHECKING:  # the runtime imports this module inside images: stdlib only at run time
+    from .instances import InstanceType
 
 CONTAINER_ROOT = "/opt/ml"
 FAILURE_REASON_LIMIT = 1024  # characters of /opt/ml/output/failure kept as the failure reason
