@@ -1,0 +1,214 @@
+"""Metrics of a training run: parsed from log lines by the job's regexes, or
+read from the JSON-lines file that ``trainforge.runtime.log_metric`` writes.
+
+Pure logic; pandas and matplotlib are imported only by ``to_frame`` and
+``plot_learning_curves``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .spec.models import MetricDefinition
+
+__all__ = [
+    "MetricParser", "MetricRecord", "final_values", "plot_learning_curves", "read_records", "to_frame",
+]
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One observation of one metric."""
+
+    timestamp: float  # unix seconds
+    name: str
+    value: float
+    step: int | None = None
+
+    def to_json(self) -> str:
+        """One line of strict JSON (NaN/inf as ``null`` plus ``"nonfinite"``), the
+        format ``trainforge.runtime.log_metric`` writes."""
+        record: dict[str, Any] = {"timestamp": self.timestamp, "name": self.name,
+                                  "value": self.value if math.isfinite(self.value) else None,
+                                  "step": self.step}
+        if not math.isfinite(self.value):
+            record["nonfinite"] = "nan" if math.isnan(self.value) else ("inf" if self.value > 0 else "-inf")
+        return json.dumps(record, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> MetricRecord:
+        """Parse one line; ValueError says what is wrong with it."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a metric record must be a JSON object")
+        name, value, timestamp, step = data.get("name"), data.get("value"), data.get("timestamp"), data.get("step")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"metric record has no name: {text.strip()!r}")
+        if value is None and data.get("nonfinite") in _NONFINITE:
+            value = _NONFINITE[data["nonfinite"]]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"metric {name!r}: value must be a number, got {value!r}")
+        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+            raise ValueError(f"metric {name!r}: timestamp must be a number, got {timestamp!r}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise ValueError(f"metric {name!r}: step must be an integer or null, got {step!r}")
+        return cls(timestamp=float(timestamp), name=name, value=float(value), step=step)
+
+
+def _name_and_regex(definition: Any) -> tuple[str, str]:
+    if isinstance(definition, Mapping):
+        return str(definition["name"]), str(definition["regex"])
+    return str(definition.name), str(definition.regex)
+
+
+class MetricParser:
+    """Applies the job's metric regexes to log lines.
+
+    Each regex has exactly one capture group, read as a float; a capture that is
+    not a number is ignored. A line may carry several metrics, and a line with
+    carriage returns (progress bars) counts as its pieces. ``step`` is the
+    running count of records per metric: 1 for the first match, 2 for the next.
+    """
+
+    def __init__(self, definitions: Iterable[MetricDefinition | Mapping[str, str]]):
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        for definition in definitions:
+            name, regex = _name_and_regex(definition)
+            try:
+                compiled = re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"metric {name!r}: not a valid regular expression {regex!r}: {exc}") from None
+            if compiled.groups != 1:
+                raise ValueError(f"metric {name!r}: regex {regex!r} must have exactly one capture group, "
+                                 f"has {compiled.groups}")
+            self._patterns.append((name, compiled))
+        self._counts: dict[str, int] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._patterns]
+
+    def feed(self, line: str, timestamp: float) -> list[MetricRecord]:
+        """The records found in one log line (seen at ``timestamp``)."""
+        records: list[MetricRecord] = []
+        for piece in line.rstrip("\r\n").split("\r"):
+            if not piece:
+                continue
+            for name, pattern in self._patterns:
+                match = pattern.search(piece)
+                if match is None or match.group(1) is None:
+                    continue
+                try:
+                    value = float(match.group(1))
+                except ValueError:
+                    continue
+                step = self._counts.get(name, 0) + 1
+                self._counts[name] = step
+                records.append(MetricRecord(timestamp=timestamp, name=name, value=value, step=step))
+        return records
+
+
+def read_records(path: str | os.PathLike[str]) -> list[MetricRecord]:
+    """The records of a JSON-lines metrics file, in file order.
+
+    A torn last line (the writer was killed mid-line, or is still writing) is
+    skipped quietly; a malformed line elsewhere is skipped with a warning naming
+    the file and line number. A missing file raises FileNotFoundError."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    lines = text.split("\n")
+    last = len(lines) - 1  # after the final "\n" this is "", else a line still being written
+    records: list[MetricRecord] = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(MetricRecord.from_json(line))
+        except ValueError as exc:
+            if number != last:
+                warnings.warn(f"{path}:{number + 1}: skipping a malformed metric record: {exc}", stacklevel=2)
+    return records
+
+
+def final_values(records: Iterable[MetricRecord]) -> dict[str, float]:
+    """The last finite value of each metric, in the order names first appear.
+
+    Non-finite values (a loss that diverged to NaN) are skipped: they cannot be
+    carried in a JSON status, and a metric that was never finite is absent."""
+    finals: dict[str, float] = {}
+    for record in records:
+        if math.isfinite(record.value):
+            finals[record.name] = record.value
+    return finals
+
+
+def to_frame(records: Iterable[MetricRecord]) -> pd.DataFrame:
+    """A DataFrame with columns timestamp (datetime64, UTC), name, value, step (nullable Int64)."""
+    import pandas as pd
+
+    rows = list(records)
+    return pd.DataFrame({
+        "timestamp": pd.to_datetime(pd.Series([r.timestamp for r in rows], dtype="float64"), unit="s", utc=True),
+        "name": pd.Series([r.name for r in rows], dtype="object"),
+        "value": pd.Series([r.value for r in rows], dtype="float64"),
+        "step": pd.Series([r.step for r in rows], dtype="Int64"),
+    })
+
+
+def plot_learning_curves(
+    records: Iterable[MetricRecord],
+    path: str | os.PathLike[str],
+    *,
+    x: Literal["auto", "step", "time"] = "auto",
+    title: str | None = None,
+) -> Path:
+    """Write a PNG with one subplot per metric. ``x="auto"`` plots against the
+    step when every record of that metric has one, else against seconds since
+    the first record. Returns the path written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if x not in ("auto", "step", "time"):
+        raise ValueError(f"x must be 'auto', 'step' or 'time', got {x!r}")
+    rows = list(records)
+    if not rows:
+        raise ValueError("no metric records to plot")
+    start = min(r.timestamp for r in rows)
+    by_name: dict[str, list[MetricRecord]] = {}
+    for record in rows:
+        by_name.setdefault(record.name, []).append(record)
+
+    figure = Figure(figsize=(6.0, 2.6 * len(by_name)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(by_name), 1, squeeze=False)[:, 0]
+    for ax, (name, series) in zip(axes, by_name.items()):
+        use_step = x == "step" or (x == "auto" and all(r.step is not None for r in series))
+        if use_step:
+            # x="step" with records that carry none: their position in the series
+            points = sorted((r.step if r.step is not None else i + 1, r.value) for i, r in enumerate(series))
+            ax.set_xlabel("step")
+        else:
+            points = sorted((r.timestamp - start, r.value) for r in series)
+            ax.set_xlabel("seconds")
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png", dpi=100)
+    return out
