@@ -1,0 +1,182 @@
+"""Digits classifier: a small PyTorch MLP on scikit-learn's 8x8 handwritten digits.
+
+Channels ``train`` and ``validation`` hold .npz files with arrays X (float32,
+n x 64) and y (int64). Hyperparameters (all optional):
+
+    lr=0.05 momentum=0.9 epochs=15 batch_size=32 hidden_units=128 seed=0
+    sleep_per_epoch=0     seconds to idle after each epoch (test aid: slow runs)
+    fail_at_epoch=-1      raise at the start of that epoch (test aid: crashes)
+    fail_attempts=1       ... only on attempts 1..N, so a retry resumes and succeeds
+
+Each epoch prints one line, e.g. ``epoch=3 train_loss=0.1234 val_acc=0.9611``,
+logs train:loss and validation:accuracy, and saves a checkpoint; a restart
+resumes from the newest one. SIGTERM ends the current epoch, checkpoints and
+exits 143 with a failure reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainforge import runtime
+
+CHECKPOINT_PATTERN = "epoch-*.pt"
+
+
+class Stopped(Exception):
+    """The platform asked us to stop (SIGTERM)."""
+
+
+def load_channel(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = runtime.channel_path(name)
+    files = sorted(folder.glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"channel {name!r} ({folder}) holds no .npz file")
+    parts = [np.load(path) for path in files]
+    X = np.concatenate([p["X"] for p in parts]).astype(np.float32)
+    y = np.concatenate([p["y"] for p in parts]).astype(np.int64)
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
+def build_model(inputs: int, hidden: int, classes: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    model.eval()
+    with torch.no_grad():
+        predicted = model(X).argmax(dim=1)
+    model.train()
+    return (predicted == y).float().mean().item(), predicted
+
+
+def confusion_matrix(y: torch.Tensor, predicted: torch.Tensor, classes: int) -> list[list[int]]:
+    matrix = torch.zeros(classes, classes, dtype=torch.int64)
+    matrix.index_put_((y.cpu(), predicted.cpu()), torch.ones_like(y.cpu()), accumulate=True)
+    return matrix.tolist()
+
+
+def save_checkpoint(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, metrics: dict[str, float]) -> Path:
+    path = runtime.checkpoint_dir() / f"epoch-{epoch:04d}.pt"
+    with runtime.atomic_write(path) as f:
+        torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "metrics": metrics}, f)
+    runtime.prune_checkpoints(keep=2, pattern=CHECKPOINT_PATTERN)
+    return path
+
+
+def train() -> None:
+    env = runtime.current()
+    hp = runtime.hyperparameters()
+    lr = hp.float("lr", 0.05)
+    momentum = hp.float("momentum", 0.9)
+    epochs = hp.int("epochs", 15)
+    batch_size = hp.int("batch_size", 32)
+    hidden = hp.int("hidden_units", 128)
+    seed = hp.int("seed", 0)
+    sleep_per_epoch = hp.float("sleep_per_epoch", 0.0)
+    fail_at_epoch = hp.int("fail_at_epoch", -1)
+    fail_attempts = hp.int("fail_attempts", 1)
+    if epochs < 1 or batch_size < 1 or hidden < 1:
+        raise ValueError(f"epochs, batch_size and hidden_units must be positive (got {epochs}, {batch_size}, {hidden})")
+
+    runtime.handle_stop_signals()
+    torch.set_num_threads(max(1, min(4, env.num_cpus)))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+
+    X_train, y_train = load_channel("train")
+    X_val, y_val = load_channel("validation")
+    X_train, y_train, X_val, y_val = (t.to(device) for t in (X_train, y_train, X_val, y_val))
+    classes = int(max(y_train.max().item(), y_val.max().item())) + 1
+    model = build_model(X_train.shape[1], hidden, classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    loss_fn = nn.CrossEntropyLoss()
+    print(f"training on {device}: {len(X_train)} train / {len(X_val)} validation samples, "
+          f"{classes} classes, host {env.current_host}, attempt {env.attempt}", flush=True)
+
+    start_epoch, metrics = 1, {}
+    latest = runtime.latest_checkpoint(CHECKPOINT_PATTERN)
+    if latest is not None:
+        state = torch.load(latest, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, metrics = int(state["epoch"]) + 1, dict(state.get("metrics", {}))
+        print(f"resumed from checkpoint epoch={state['epoch']}", flush=True)
+
+    for epoch in range(start_epoch, epochs + 1):
+        if epoch == fail_at_epoch and env.attempt <= fail_attempts:
+            raise RuntimeError(f"simulated failure at epoch {epoch} (fail_at_epoch={fail_at_epoch}, "
+                               f"attempt {env.attempt})")
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # same order on a resumed run
+        order = torch.randperm(len(X_train), generator=generator).to(device)
+        total, seen = 0.0, 0
+        for begin in range(0, len(order), batch_size):
+            batch = order[begin:begin + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+            seen += len(batch)
+        train_loss = total / seen
+        val_acc, _ = evaluate(model, X_val, y_val)
+        metrics = {"train:loss": train_loss, "validation:accuracy": val_acc}
+        print(f"epoch={epoch} train_loss={train_loss:.4f} val_acc={val_acc:.4f}", flush=True)
+        runtime.log_metric("train:loss", train_loss, step=epoch)
+        runtime.log_metric("validation:accuracy", val_acc, step=epoch)
+        save_checkpoint(epoch, model, optimizer, metrics)
+        if sleep_per_epoch > 0:
+            runtime.wait_for_stop(sleep_per_epoch)
+        if runtime.stop_requested() and epoch < epochs:
+            raise Stopped(f"stopped by {runtime.stop_signal().name} after epoch {epoch} of {epochs}; "
+                          f"checkpoint saved, a restart resumes at epoch {epoch + 1}")
+
+    val_acc, predicted = evaluate(model, X_val, y_val)
+    if env.is_master:
+        model_dir = runtime.model_dir()
+        with runtime.atomic_write(model_dir / "model.pt") as f:
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f)
+        description = {
+            "framework": f"pytorch {torch.__version__}",
+            "architecture": {"type": "mlp", "inputs": int(X_train.shape[1]), "hidden_units": hidden,
+                             "classes": classes, "activation": "relu"},
+            "input": {"shape": [int(X_train.shape[1])], "dtype": "float32", "range": [0.0, 1.0]},
+            "epochs": epochs,
+            "hyperparameters": hp.as_dict(),
+            "metrics": {**metrics, "validation:accuracy": val_acc},
+        }
+        (model_dir / "model.json").write_text(json.dumps(description, indent=2) + "\n")
+        matrix = confusion_matrix(y_val, predicted, classes)
+        rows = ["actual\\predicted," + ",".join(str(c) for c in range(classes))]
+        rows += [f"{label}," + ",".join(str(n) for n in counts) for label, counts in enumerate(matrix)]
+        (runtime.output_data_dir() / "confusion_matrix.csv").write_text("\n".join(rows) + "\n")
+    print(f"done: val_acc={val_acc:.4f}", flush=True)
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        train()
+    except Stopped as stop:
+        print(str(stop), flush=True)
+        runtime.write_failure(str(stop))
+        return runtime.STOPPED_EXIT_CODE
+    except Exception as exc:
+        traceback.print_exc()
+        runtime.write_failure(exc)
+        return 1
+    print(f"finished in {time.monotonic() - started:.1f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
