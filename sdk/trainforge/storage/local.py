@@ -1,0 +1,154 @@
+"""The embedded object store (``local://bucket/key`` -> ``<store_root>/bucket/key``)
+and plain local paths (``file:///abs/path``), both as an ObjectStore.
+
+Writes go to a hidden temp file beside the target, are fsynced and renamed into
+place, so a reader sees the old file, no file, or the whole new one; listings
+skip the temp files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..config import Settings
+from ..errors import IntegrityError, ObjectNotFound, StorageError
+from ..uris import StorageURI
+from .base import ObjectInfo, TransferProgress, as_uri, is_prefix
+from .files import (
+    LocalFile,
+    atomic_file,
+    is_temp_name,
+    make_dirs,
+    pump,
+    walk_files,
+    write_error,
+)
+from .transfer import BaseStore
+
+
+class LocalStore(BaseStore):
+    """An ObjectStore on the local filesystem, for ``local://`` and ``file://``."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.root = str(settings.store_root)
+
+    # --- addressing -------------------------------------------------------------
+    def _path(self, uri: StorageURI) -> str:
+        key = uri.key.rstrip("/")
+        if uri.scheme == "file":
+            return "/" + key
+        if uri.scheme == "local":
+            return os.path.join(self.root, uri.bucket, *[p for p in key.split("/") if p])
+        raise StorageError(f"the local store cannot handle {uri} (expected local:// or file://)")
+
+    def _info(self, base: StorageURI, key: str, size: int) -> ObjectInfo:
+        return ObjectInfo(str(StorageURI(base.scheme, base.bucket, key)), key, size, None)
+
+    def local_path(self, uri: str | StorageURI) -> str | None:
+        return self._path(as_uri(uri))
+
+    # --- reading ------------------------------------------------------------------
+    def list(self, prefix_uri: str | StorageURI) -> list[ObjectInfo]:
+        u = as_uri(prefix_uri)
+        path = self._path(u)
+        if not is_prefix(u) and os.path.isfile(path):
+            return [self._info(u, u.key, os.path.getsize(path))]
+        if not os.path.isdir(path):
+            return []
+        base = u.key if is_prefix(u) else u.key + "/"
+        return [self._info(u, base + f.rel, f.size) for f in walk_files(path)]
+
+    def _stat(self, uri: StorageURI) -> ObjectInfo:
+        path = self._path(uri)
+        if is_prefix(uri) or not os.path.isfile(path):
+            raise ObjectNotFound(f"no object at {uri} ({path})")
+        return self._info(uri, uri.key, os.path.getsize(path))
+
+    def exists(self, uri: str | StorageURI) -> bool:
+        u = as_uri(uri)
+        path = self._path(u)
+        if os.path.isfile(path):
+            return not is_prefix(u)
+        if not os.path.isdir(path):
+            return False
+        return any(not is_temp_name(n) for _, _, names in os.walk(path) for n in names)
+
+    def read_bytes(self, uri: str | StorageURI) -> bytes:
+        u = as_uri(uri)
+        path = self._path(u)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object at {u} ({path})") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {u} ({path}): {exc.strerror or exc}") from exc
+
+    def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        path = self._path(uri)
+        try:
+            source = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object at {uri} ({path})") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {uri} ({path}): {exc.strerror or exc}") from exc
+        with source, atomic_file(target) as sink:
+            copied, _ = pump(source, sink, progress.advance)
+            if copied != obj.size:
+                raise IntegrityError(f"{uri} changed while being copied to {target}: "
+                                     f"expected {obj.size} bytes, read {copied}")
+
+    # --- writing ------------------------------------------------------------------
+    def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:
+        target = self._path(uri)
+        try:
+            handle = open(source.path, "rb")  # noqa: SIM115 (closed by the with below)
+        except OSError as exc:
+            raise StorageError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
+        with handle, atomic_file(target, durable=True) as sink:
+            copied, _ = pump(handle, sink, progress.advance)
+            if copied != source.size:
+                raise IntegrityError(f"{source.path} changed while being stored as {uri}: "
+                                     f"expected {source.size} bytes, read {copied}")
+
+    def write_bytes(self, uri: str | StorageURI, data: bytes) -> None:
+        u = as_uri(uri)
+        if is_prefix(u):
+            raise StorageError(f"cannot write bytes to {u}: it names a prefix, not an object")
+        with atomic_file(self._path(u), durable=True) as sink:
+            sink.write(data)
+
+    def delete_prefix(self, prefix_uri: str | StorageURI) -> int:
+        u = as_uri(prefix_uri)
+        objects = self.list(u)
+        for obj in objects:
+            path = self._path(as_uri(obj.uri))
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise write_error(path, exc, "delete") from exc
+        self._prune(self._path(u))
+        return len(objects)
+
+    def _prune(self, top: str) -> None:
+        """Remove folders left empty under ``top`` (and ``top``), never a bucket root."""
+        if not os.path.isdir(top):
+            return
+        keep = {os.path.abspath(self.root)}
+        if top.startswith(self.root + os.sep):
+            keep.add(os.path.join(self.root, os.path.relpath(top, self.root).split(os.sep)[0]))
+        for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+            if os.path.abspath(folder) in keep:
+                continue
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty, or not ours to remove
+
+    def ensure_bucket(self, uri: str | StorageURI) -> None:
+        u = as_uri(uri)
+        if u.scheme == "local":
+            make_dirs(os.path.join(self.root, u.bucket))

@@ -1,0 +1,320 @@
+"""``s3://`` through boto3: any S3-compatible store (MinIO, AWS, ...).
+
+Integrity: every upload carries the CRC32 of the whole file, computed here
+before sending, as the S3 full-object checksum (the server refuses bytes that
+do not match, multipart included) and as the metadata ``x-amz-meta-tf-crc32``
+(so stores that drop checksums still let downloads check). Downloads compare
+size and CRC32 (ours, or the object's own full-object CRC32) before the temp
+file is renamed into place; on any mismatch they raise IntegrityError naming
+the object and leave nothing behind. Files at or above
+``multipart_threshold_mb`` go through s3transfer (parallel parts, pinned to
+one version of the object by ETag); smaller ones take one request each.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import threading
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from ..config import Settings
+from ..errors import IntegrityError, ObjectNotFound, StorageError
+from ..uris import StorageURI
+from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
+from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
+from .s3client import (
+    MAPPED,
+    MAX_ATTEMPTS,
+    client_for,
+    error_code,
+    is_not_found,
+    map_error,
+)
+from .transfer import BaseStore
+
+CRC_META = "tf-crc32"
+_STREAM_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
+_DELETE_BATCH = 1000
+
+
+def crc_b64(crc: int) -> str:
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
+def expected_crc(response: Mapping[str, Any]) -> int | None:
+    """The whole-object CRC32 an object carries: our metadata, else S3's own
+    full-object CRC32; None when it has neither (size is checked regardless)."""
+    ours = (response.get("Metadata") or {}).get(CRC_META)
+    if ours:
+        with contextlib.suppress(ValueError):
+            return int(ours, 16)
+    theirs = response.get("ChecksumCRC32")
+    if theirs and "-" not in theirs and response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        with contextlib.suppress(ValueError):
+            return int.from_bytes(base64.b64decode(theirs), "big")
+    return None
+
+
+def _verify(uri: StorageURI, size: int, crc: int, want_size: int, want_crc: int | None) -> None:
+    if size != want_size:
+        raise IntegrityError(f"{uri}: received {size} bytes, the object has {want_size}")
+    if want_crc is not None and crc != want_crc:
+        raise IntegrityError(f"{uri}: CRC32 of the received bytes is {crc:08x}, "
+                             f"the object records {want_crc:08x}")
+
+
+class _Subscriber(BaseSubscriber):  # type: ignore[misc]
+    """Feeds s3transfer progress into ours; hands over size/ETag we already know."""
+
+    def __init__(self, progress: TransferProgress, size: int | None = None, etag: str | None = None):
+        self._progress, self._size, self._etag = progress, size, etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        if self._size is not None:
+            future.meta.provide_transfer_size(self._size)
+        if self._etag and hasattr(future.meta, "provide_object_etag"):
+            future.meta.provide_object_etag(self._etag)
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self._progress.advance(bytes_transferred)
+
+
+class S3Store(BaseStore):
+    """An ObjectStore on S3 (see the module docstring)."""
+
+    def __init__(self, settings: Settings, client: Any = None):
+        super().__init__(settings)
+        s3 = settings.s3
+        self.client = client if client is not None else client_for(s3)
+        self.endpoint = str(self.client.meta.endpoint_url)
+        self.multipart_threshold = s3.multipart_threshold_mb * MiB
+        self._transfer_config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=s3.multipart_chunk_mb * MiB,
+            max_request_concurrency=s3.max_concurrency,
+        )
+        self._manager: TransferManager | None = None
+        self._manager_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Store(endpoint={self.endpoint!r})"
+
+    def close(self) -> None:
+        """Stop s3transfer's worker threads (they are started on first large transfer)."""
+        with self._manager_lock:
+            if self._manager is not None:
+                self._manager.shutdown()
+                self._manager = None
+
+    def _transfers(self) -> TransferManager:
+        with self._manager_lock:
+            if self._manager is None:
+                self._manager = TransferManager(self.client, self._transfer_config)
+            return self._manager
+
+    @contextlib.contextmanager
+    def _errors(self, uri: StorageURI, action: str) -> Iterator[None]:
+        try:
+            yield
+        except MAPPED as exc:
+            raise map_error(exc, str(uri), self.endpoint, action) from exc
+
+    def _missing(self, uri: StorageURI) -> ObjectNotFound:
+        """ObjectNotFound for ``uri``, saying whether the bucket itself is missing
+        (a HEAD 404 does not tell)."""
+        try:
+            self.client.head_bucket(Bucket=uri.bucket)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return ObjectNotFound(f"bucket {uri.bucket!r} does not exist at {self.endpoint} ({uri})")
+        except MAPPED:
+            pass
+        return ObjectNotFound(f"no object at {uri}")
+
+    def _head(self, uri: StorageURI) -> dict[str, Any]:
+        with self._errors(uri, "read"):
+            try:
+                return dict(self.client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED"))
+            except ClientError as exc:
+                if is_not_found(exc):
+                    raise self._missing(uri) from exc
+                raise
+
+    # --- reading ------------------------------------------------------------------
+    def local_path(self, uri: str | StorageURI) -> str | None:
+        return None
+
+    def list(self, prefix_uri: str | StorageURI) -> list[ObjectInfo]:
+        u = as_uri(prefix_uri)
+        found: list[ObjectInfo] = []
+        with self._errors(u, "list"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=u.bucket, Prefix=u.key)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key_matches(u, key):
+                        etag = str(item.get("ETag", "")).strip('"') or None
+                        found.append(ObjectInfo(f"s3://{u.bucket}/{key}", key, int(item["Size"]), etag))
+        found.sort(key=lambda o: o.key)
+        return found
+
+    def _stat(self, uri: StorageURI) -> ObjectInfo:
+        if is_prefix(uri):
+            raise ObjectNotFound(f"{uri} names a prefix, not an object (download it with download_prefix)")
+        head = self._head(uri)
+        etag = str(head.get("ETag", "")).strip('"') or None
+        return ObjectInfo(str(uri), uri.key, int(head["ContentLength"]), etag)
+
+    def exists(self, uri: str | StorageURI) -> bool:
+        u = as_uri(uri)
+        with self._errors(u, "read"):
+            try:
+                if not is_prefix(u):
+                    try:
+                        self.client.head_object(Bucket=u.bucket, Key=u.key)
+                        return True
+                    except ClientError as exc:
+                        if not is_not_found(exc):
+                            raise
+                page = self.client.list_objects_v2(Bucket=u.bucket, Prefix=u.as_prefix().key, MaxKeys=1)
+                return bool(page.get("KeyCount") or page.get("Contents"))
+            except ClientError as exc:
+                if error_code(exc)[0] == "NoSuchBucket":
+                    return False
+                raise
+
+    def _get_stream(self, uri: StorageURI) -> dict[str, Any]:
+        try:
+            return dict(self.client.get_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED"))
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise self._missing(uri) from exc
+            raise
+
+    def read_bytes(self, uri: str | StorageURI) -> bytes:
+        u = as_uri(uri)
+        with self._errors(u, "read"):
+            response = self._get_stream(u)
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read()
+        _verify(u, len(data), zlib.crc32(data), int(response["ContentLength"]), expected_crc(response))
+        return bytes(data)
+
+    def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        if obj.size >= self.multipart_threshold:
+            self._get_large(uri, target, progress)
+            return
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            moved = 0
+
+            def advance(n: int) -> None:
+                nonlocal moved
+                moved += n
+                progress.advance(n)
+
+            try:
+                with self._errors(uri, "download"):
+                    response = self._get_stream(uri)
+                    with contextlib.closing(response["Body"]) as body, atomic_file(target) as sink:
+                        size, crc = pump(body, sink, advance)
+                        _verify(uri, size, crc, int(response["ContentLength"]), expected_crc(response))
+                return
+            except StorageError as exc:
+                transient = isinstance(exc.__cause__, _STREAM_ERRORS)
+                progress.advance(-moved)
+                if not transient or attempt == MAX_ATTEMPTS:
+                    raise
+
+    def _get_large(self, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        head = self._head(uri)
+        size, etag = int(head["ContentLength"]), head.get("ETag")
+        with atomic_path(target) as tmp:
+            with self._errors(uri, "download"):
+                try:
+                    future = self._transfers().download(
+                        uri.bucket, uri.key, tmp, subscribers=[_Subscriber(progress, size, etag)])
+                    future.result()
+                except OSError as exc:
+                    raise write_error(target, exc) from exc
+            _verify(uri, os.path.getsize(tmp), crc32_file(tmp), size, expected_crc(head))
+
+    # --- writing ------------------------------------------------------------------
+    def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:
+        try:
+            crc = crc32_file(source.path)
+        except OSError as exc:
+            raise StorageError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
+        extra = {"ChecksumCRC32": crc_b64(crc), "Metadata": {CRC_META: f"{crc:08x}"}}
+        with self._errors(uri, "upload to"):
+            if source.size < self.multipart_threshold:
+                with open(source.path, "rb") as body:
+                    self.client.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, **extra)
+                progress.advance(source.size)
+                return
+            future = self._transfers().upload(
+                source.path, uri.bucket, uri.key, extra_args=extra, subscribers=[_Subscriber(progress)])
+            future.result()
+        stored = int(self._head(uri)["ContentLength"])
+        if stored != source.size:
+            raise IntegrityError(f"{uri}: stored {stored} bytes, {source.path} has {source.size}")
+
+    def write_bytes(self, uri: str | StorageURI, data: bytes) -> None:
+        u = as_uri(uri)
+        if is_prefix(u):
+            raise StorageError(f"cannot write bytes to {u}: it names a prefix, not an object")
+        crc = zlib.crc32(data)
+        with self._errors(u, "write"):
+            self.client.put_object(Bucket=u.bucket, Key=u.key, Body=data, ChecksumCRC32=crc_b64(crc),
+                                   Metadata={CRC_META: f"{crc:08x}"})
+
+    def delete_prefix(self, prefix_uri: str | StorageURI) -> int:
+        u = as_uri(prefix_uri)
+        try:
+            keys = [o.key for o in self.list(u)]
+        except ObjectNotFound:
+            return 0
+        with self._errors(u, "delete"):
+            for start in range(0, len(keys), _DELETE_BATCH):
+                batch = keys[start:start + _DELETE_BATCH]
+                response = self.client.delete_objects(
+                    Bucket=u.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                errors = response.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise StorageError(
+                        f"cannot delete {len(errors)} object(s) under {u}; first "
+                        f"s3://{u.bucket}/{first.get('Key')}: {first.get('Code')}: {first.get('Message')}")
+        return len(keys)
+
+    def ensure_bucket(self, uri: str | StorageURI) -> None:
+        u = as_uri(uri)
+        with self._errors(u, "create the bucket of"):
+            try:
+                self.client.head_bucket(Bucket=u.bucket)
+                return
+            except ClientError as exc:
+                if not is_not_found(exc):
+                    raise
+            region = self.client.meta.region_name
+            kwargs: dict[str, Any] = {}
+            if region and region not in ("us-east-1", "aws-global"):
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                self.client.create_bucket(Bucket=u.bucket, **kwargs)
+            except ClientError as exc:
+                if error_code(exc)[0] != "BucketAlreadyOwnedByYou":
+                    raise

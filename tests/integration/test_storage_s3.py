@@ -1,0 +1,283 @@
+"""S3Store against the real MinIO server (fixtures ``minio`` and
+``minio_bucket`` from tests/conftest.py). No mocks: every failure here is one
+MinIO, the network or the disk really produced."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from trainforge.config import S3Settings, Settings
+from trainforge.errors import (
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+    StorageUnreachable,
+)
+from trainforge.storage import ObjectStore, open_store
+
+pytestmark = pytest.mark.minio
+
+MiB = 1024 * 1024
+
+
+def settings_for(bucket, home: Path, **s3) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings reaching ``bucket``'s MinIO; small multipart sizes keep tests fast."""
+    values = {"endpoint_url": bucket.endpoint, "access_key_id": bucket.access_key,
+              "secret_access_key": bucket.secret_key, "region": bucket.region,
+              "multipart_threshold_mb": 6, "multipart_chunk_mb": 5, "max_concurrency": 8}
+    values.update(s3)
+    return Settings(home=home, s3=S3Settings(**values))
+
+
+@pytest.fixture
+def store(minio_bucket, tmp_path: Path) -> ObjectStore:  # type: ignore[no-untyped-def]
+    return open_store(minio_bucket.uri(), settings_for(minio_bucket, tmp_path / "home"))
+
+
+class FailAfter:
+    """A progress sink that raises once ``limit`` bytes were reported: a
+    transfer dying midway, from inside the transfer's own threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.seen = limit, 0
+
+    def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
+
+    def advance(self, nbytes: int) -> None:
+        self.seen += nbytes
+        if self.seen >= self.limit:
+            raise OSError("simulated failure in the middle of a transfer")
+
+
+def make_dataset(root: Path, small: int = 120, large_mb: int = 12) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for i in range(small):
+        files[f"shard-{i % 4}/sample-{i:04d}.bin"] = os.urandom(i * 37)  # includes an empty file
+    files["weights/large.bin"] = os.urandom(large_mb * MiB)
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_prefix_round_trip_small_files_and_a_multipart_one(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    files = make_dataset(tmp_path / "src")
+    up = store.upload_dir(str(tmp_path / "src"), minio_bucket.uri("datasets/run"))
+    assert (up.files, up.bytes) == (len(files), sum(map(len, files.values())))
+
+    listed = store.list(minio_bucket.uri("datasets/run/"))
+    assert [o.key for o in listed] == sorted(f"datasets/run/{k}" for k in files)
+    large = next(o for o in listed if o.key.endswith("large.bin"))
+    assert large.size == 12 * MiB and large.etag and large.etag.endswith("-3")  # 3 parts of <= 5 MiB
+
+    down = store.download_prefix(minio_bucket.uri("datasets/run"), str(tmp_path / "dst"))
+    assert (down.files, down.bytes) == (up.files, up.bytes)
+    assert read_tree(tmp_path / "dst") == files
+    print(f"\nupload   {up}\ndownload {down}")
+
+
+def test_uploads_carry_a_whole_object_checksum(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small, large = b"tiny payload", os.urandom(7 * MiB)
+    (tmp_path / "small.txt").write_bytes(small)
+    (tmp_path / "large.bin").write_bytes(large)
+    store.upload_file(str(tmp_path / "small.txt"), minio_bucket.uri("c/"))
+    store.upload_file(str(tmp_path / "large.bin"), minio_bucket.uri("c/"))
+    s3 = minio_bucket.s3_client()
+    for key, data in (("c/small.txt", small), ("c/large.bin", large)):
+        head = s3.head_object(Bucket=minio_bucket.name, Key=key, ChecksumMode="ENABLED")
+        crc = zlib.crc32(data)
+        assert head["Metadata"]["tf-crc32"] == f"{crc:08x}"
+        assert head["ChecksumCRC32"] == base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize("size", [1000, 8 * MiB], ids=["single-request", "multipart"])
+def test_download_refuses_bytes_that_do_not_match_their_checksum(store, minio_bucket, tmp_path: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+    # An object whose recorded CRC32 is not the CRC32 of its bytes, as a
+    # corrupted or tampered object would be.
+    data = os.urandom(size)
+    wrong = f"{zlib.crc32(data) ^ 1:08x}"
+    minio_bucket.s3_client().put_object(Bucket=minio_bucket.name, Key="bad/object.bin", Body=data,
+                                        Metadata={"tf-crc32": wrong})
+    dest = tmp_path / "dest"
+    with pytest.raises(IntegrityError, match=r"s3://.*/bad/object\.bin"):
+        store.download_prefix(minio_bucket.uri("bad/"), str(dest))
+    with pytest.raises(IntegrityError, match=r"bad/object\.bin"):
+        store.download_file(minio_bucket.uri("bad/object.bin"), str(dest / "one.bin"))
+    assert not dest.exists() or leftovers(dest) == []
+
+
+def test_sharded_download_splits_keys_between_hosts(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    names = [f"part-{i:03d}.rec" for i in range(11)]
+    for name in names:
+        store.write_bytes(minio_bucket.uri(f"shards/{name}"), name.encode())
+    got: list[str] = []
+    for index in range(4):
+        dest = tmp_path / f"host-{index}"
+        stats = store.download_prefix(minio_bucket.uri("shards/"), str(dest), shard=(index, 4))
+        mine = sorted(read_tree(dest)) if dest.exists() else []
+        assert mine == names[index::4] and stats.files == len(mine)
+        got += mine
+    assert sorted(got) == names
+
+
+def test_single_object_uri_and_folder_markers(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    s3 = minio_bucket.s3_client()
+    s3.put_object(Bucket=minio_bucket.name, Key="d/", Body=b"")  # what consoles create for a "folder"
+    store.write_bytes(minio_bucket.uri("d/model.tar.gz"), b"weights")
+    store.write_bytes(minio_bucket.uri("d/model.tar.gz.sha"), b"other")
+    one = store.download_prefix(minio_bucket.uri("d/model.tar.gz"), str(tmp_path / "one"))
+    assert one.files == 1 and read_tree(tmp_path / "one") == {"model.tar.gz": b"weights"}
+    both = store.download_prefix(minio_bucket.uri("d/"), str(tmp_path / "all"))
+    assert both.files == 2 and sorted(read_tree(tmp_path / "all")) == ["model.tar.gz", "model.tar.gz.sha"]
+
+
+def test_bytes_exists_delete(store, minio_bucket) -> None:  # type: ignore[no-untyped-def]
+    uri = minio_bucket.uri("meta/status.json")
+    assert not store.exists(uri)
+    store.write_bytes(uri, b'{"phase": "Training"}')
+    assert store.read_bytes(uri) == b'{"phase": "Training"}'
+    assert store.exists(uri) and store.exists(minio_bucket.uri("meta")) and not store.exists(minio_bucket.uri("met"))
+    store.write_bytes(minio_bucket.uri("meta/other"), b"")
+    assert store.delete_prefix(minio_bucket.uri("meta/")) == 2
+    assert store.list(minio_bucket.uri("meta/")) == [] and not store.exists(uri)
+    assert store.local_path(uri) is None
+
+
+def test_missing_bucket_and_key_name_the_uri(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ObjectNotFound, match=r"no object at s3://.*/nothing\.bin"):
+        store.download_file(minio_bucket.uri("nothing.bin"), str(tmp_path / "x"))
+    with pytest.raises(ObjectNotFound, match=r"no objects at s3://.*/empty/"):
+        store.download_prefix(minio_bucket.uri("empty/"), str(tmp_path / "x"))
+    with pytest.raises(ObjectNotFound, match=r"no object at s3://.*/nothing\.json"):
+        store.read_bytes(minio_bucket.uri("nothing.json"))
+    with pytest.raises(ObjectNotFound, match=r"bucket 'no-such-bucket-tf' does not exist"):
+        store.read_bytes("s3://no-such-bucket-tf/key")
+    with pytest.raises(ObjectNotFound, match=r"bucket 'no-such-bucket-tf' does not exist"):
+        store.download_prefix("s3://no-such-bucket-tf/data/", str(tmp_path / "x"))
+    with pytest.raises(ObjectNotFound, match=r"s3://no-such-bucket-tf/model\.bin"):
+        store.download_file("s3://no-such-bucket-tf/model.bin", str(tmp_path / "x"))
+    (tmp_path / "f").write_bytes(b"f")
+    with pytest.raises(ObjectNotFound, match=r"no-such-bucket-tf"):
+        store.upload_file(str(tmp_path / "f"), "s3://no-such-bucket-tf/f")
+    assert not store.exists("s3://no-such-bucket-tf/key")
+    assert not (tmp_path / "x").exists()
+
+
+def test_ensure_bucket_creates_once(minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = f"{minio_bucket.name[:50]}-new"
+    store = open_store(f"s3://{name}/", settings_for(minio_bucket, tmp_path))
+    store.ensure_bucket(f"s3://{name}/")
+    store.ensure_bucket(f"s3://{name}/x")  # idempotent
+    store.write_bytes(f"s3://{name}/x", b"x")
+    assert store.read_bytes(f"s3://{name}/x") == b"x"
+    store.delete_prefix(f"s3://{name}/")
+    minio_bucket.s3_client().delete_bucket(Bucket=name)
+
+
+def test_refused_endpoint_fails_fast_naming_it(minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(minio_bucket, tmp_path, endpoint_url="http://127.0.0.1:1")
+    store = open_store("s3://somewhere/x", settings)
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachable, match=r"cannot reach S3 endpoint http://127\.0\.0\.1:1"):
+        store.download_prefix("s3://somewhere/data/", str(tmp_path / "d"))
+    assert time.monotonic() - started < 10
+    (tmp_path / "f").write_bytes(b"f")
+    with pytest.raises(StorageUnreachable, match=r"http://127\.0\.0\.1:1.*s3://somewhere/f"):
+        store.upload_file(str(tmp_path / "f"), "s3://somewhere/")
+
+
+@pytest.mark.parametrize("access_key", ["right", "unknown-user"])
+def test_bad_credentials_are_named(minio_bucket, tmp_path: Path, access_key: str) -> None:  # type: ignore[no-untyped-def]
+    key = minio_bucket.access_key if access_key == "right" else "unknown-user"
+    store = open_store(minio_bucket.uri(), settings_for(
+        minio_bucket, tmp_path, access_key_id=key, secret_access_key="wrong-secret"))
+    with pytest.raises(StorageUnreachable, match=r"credentials") as caught:
+        store.list(minio_bucket.uri("data/"))
+    assert minio_bucket.name in str(caught.value) and minio_bucket.endpoint in str(caught.value)
+    with pytest.raises(StorageUnreachable, match=minio_bucket.name):
+        store.download_file(minio_bucket.uri("model.bin"), str(tmp_path / "m"))
+
+
+def test_standard_aws_environment_is_enough(minio_bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    for name, value in minio_bucket.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(minio_bucket.uri(), Settings(home=tmp_path))  # no trainforge S3 settings
+    store.write_bytes(minio_bucket.uri("env/x"), b"via AWS_ENDPOINT_URL")
+    assert store.read_bytes(minio_bucket.uri("env/x")) == b"via AWS_ENDPOINT_URL"
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 12 * MiB], ids=["single-request", "multipart"])
+def test_interrupted_download_leaves_nothing_visible(store, minio_bucket, tmp_path: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "big.bin").write_bytes(os.urandom(size))
+    store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("art/big.bin"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "big.bin").write_bytes(b"the previous, complete version")
+    with pytest.raises(Exception, match="simulated"):
+        store.download_prefix(minio_bucket.uri("art/"), str(dest), progress=FailAfter(MiB))
+    assert leftovers(dest) == [dest / "big.bin"]
+    assert (dest / "big.bin").read_bytes() == b"the previous, complete version"
+
+
+def test_interrupted_upload_leaves_no_object(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "big.bin").write_bytes(os.urandom(12 * MiB))
+    with pytest.raises(Exception, match="simulated"):
+        store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("up/big.bin"), progress=FailAfter(MiB))
+    assert store.list(minio_bucket.uri("up/")) == []
+    uploads = minio_bucket.s3_client().list_multipart_uploads(Bucket=minio_bucket.name)
+    assert uploads.get("Uploads", []) == []  # the multipart upload was aborted
+
+
+def test_unwritable_download_target_names_the_path(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store.write_bytes(minio_bucket.uri("w/x.bin"), b"x")
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"not a folder")
+    with pytest.raises(StorageError, match=str(blocker)):
+        store.download_prefix(minio_bucket.uri("w/"), str(blocker / "sub"))
+
+
+def test_endpoint_that_is_not_s3_is_named(tmp_path: Path) -> None:
+    # A web server that is not S3 (a wrong port, a proxy): every request gets a bare 404.
+    import http.server
+    import threading
+
+    class NotS3(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_PUT = do_POST = _answer
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = Settings(home=tmp_path, s3=S3Settings(endpoint_url=endpoint, access_key_id="a",
+                                                         secret_access_key="b"))
+        store = open_store("s3://bucket/x", settings)
+        with pytest.raises(StorageUnreachable, match=rf"{endpoint} does not answer like an S3 endpoint"):
+            store.download_prefix("s3://bucket/data/", str(tmp_path / "d"))
+        with pytest.raises(StorageUnreachable, match="does not answer like an S3 endpoint"):
+            store.read_bytes("s3://bucket/model.bin")
+    finally:
+        server.shutdown()
+        server.server_close()
