@@ -195,10 +195,11 @@ def plot_learning_curves(
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(by_name), 1, squeeze=False)[:, 0]
     for ax, (name, series) in zip(axes, by_name.items()):
+        points: list[tuple[float, float]]
         use_step = x == "step" or (x == "auto" and all(r.step is not None for r in series))
         if use_step:
             # x="step" with records that carry none: their position in the series
-            points = sorted((r.step if r.step is not None else i + 1, r.value) for i, r in enumerate(series))
+            points = sorted((float(r.step if r.step is not None else i + 1), r.value) for i, r in enumerate(series))
             ax.set_xlabel("step")
         else:
             points = sorted((r.timestamp - start, r.value) for r in series)

@@ -17,8 +17,8 @@ def write_digits_dataset(
     (arrays ``X``: float32 in [0, 1], shape (n, 64); ``y``: int64 labels 0-9),
     split with a fixed seed and stratified by label. Returns channel -> folder."""
     import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")

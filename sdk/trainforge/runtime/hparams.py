@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, Callable, TypeAlias, TypeVar, overload
 
 from .errors import HyperparameterError
 
@@ -18,7 +18,11 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 
-_Str, _Int, _Float, _Bool = str, int, float, bool  # the getters below shadow these names
+# The getters below shadow these names inside the class.
+_Str: TypeAlias = str
+_Int: TypeAlias = int
+_Float: TypeAlias = float
+_Bool: TypeAlias = bool
 
 
 class _Missing:

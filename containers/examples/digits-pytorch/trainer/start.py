@@ -136,8 +136,9 @@ def train() -> None:
         save_checkpoint(epoch, model, optimizer, metrics)
         if sleep_per_epoch > 0:
             runtime.wait_for_stop(sleep_per_epoch)
-        if runtime.stop_requested() and epoch < epochs:
-            raise Stopped(f"stopped by {runtime.stop_signal().name} after epoch {epoch} of {epochs}; "
+        stop = runtime.stop_signal()
+        if stop is not None and epoch < epochs:
+            raise Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
                           f"checkpoint saved, a restart resumes at epoch {epoch + 1}")
 
     val_acc, predicted = evaluate(model, X_val, y_val)

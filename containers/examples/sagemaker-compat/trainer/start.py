@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 PREFIX = "/opt/ml"
 
@@ -44,7 +45,7 @@ OUTPUT_DIR = _dir("SM_OUTPUT_DIR", "output")
 OUTPUT_DATA_DIR = os.environ.get("SM_OUTPUT_DATA_DIR") or os.path.join(OUTPUT_DIR, "data")
 
 
-def read_config(name: str, default: object) -> object:
+def read_config(name: str, default: Any) -> Any:
     path = os.path.join(INPUT_CONFIG_DIR, name)
     if not os.path.exists(path):
         return default
