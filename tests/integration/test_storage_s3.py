@@ -9,6 +9,7 @@ import os
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from trainforge.config import S3Settings, Settings
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.minio
 MiB = 1024 * 1024
 
 
-def settings_for(bucket, home: Path, **s3) -> Settings:  # type: ignore[no-untyped-def]
+def settings_for(bucket: Any, home: Path, **s3: Any) -> Settings:
     """Settings reaching ``bucket``'s MinIO; small multipart sizes keep tests fast."""
     values = {"endpoint_url": bucket.endpoint, "access_key_id": bucket.access_key,
               "secret_access_key": bucket.secret_key, "region": bucket.region,
@@ -35,7 +36,7 @@ def settings_for(bucket, home: Path, **s3) -> Settings:  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def store(minio_bucket, tmp_path: Path) -> ObjectStore:  # type: ignore[no-untyped-def]
+def store(minio_bucket: Any, tmp_path: Path) -> ObjectStore:
     return open_store(minio_bucket.uri(), settings_for(minio_bucket, tmp_path / "home"))
 
 
@@ -76,7 +77,7 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
-def test_prefix_round_trip_small_files_and_a_multipart_one(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prefix_round_trip_small_files_and_a_multipart_one(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     files = make_dataset(tmp_path / "src")
     up = store.upload_dir(str(tmp_path / "src"), minio_bucket.uri("datasets/run"))
     assert (up.files, up.bytes) == (len(files), sum(map(len, files.values())))
@@ -92,7 +93,7 @@ def test_prefix_round_trip_small_files_and_a_multipart_one(store, minio_bucket, 
     print(f"\nupload   {up}\ndownload {down}")
 
 
-def test_uploads_carry_a_whole_object_checksum(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_uploads_carry_a_whole_object_checksum(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     small, large = b"tiny payload", os.urandom(7 * MiB)
     (tmp_path / "small.txt").write_bytes(small)
     (tmp_path / "large.bin").write_bytes(large)
@@ -107,7 +108,7 @@ def test_uploads_carry_a_whole_object_checksum(store, minio_bucket, tmp_path: Pa
 
 
 @pytest.mark.parametrize("size", [1000, 8 * MiB], ids=["single-request", "multipart"])
-def test_download_refuses_bytes_that_do_not_match_their_checksum(store, minio_bucket, tmp_path: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_download_refuses_bytes_that_do_not_match_their_checksum(store: ObjectStore, minio_bucket: Any, tmp_path: Path, size: int) -> None:
     # An object whose recorded CRC32 is not the CRC32 of its bytes, as a
     # corrupted or tampered object would be.
     data = os.urandom(size)
@@ -122,7 +123,7 @@ def test_download_refuses_bytes_that_do_not_match_their_checksum(store, minio_bu
     assert not dest.exists() or leftovers(dest) == []
 
 
-def test_sharded_download_splits_keys_between_hosts(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sharded_download_splits_keys_between_hosts(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     names = [f"part-{i:03d}.rec" for i in range(11)]
     for name in names:
         store.write_bytes(minio_bucket.uri(f"shards/{name}"), name.encode())
@@ -136,7 +137,7 @@ def test_sharded_download_splits_keys_between_hosts(store, minio_bucket, tmp_pat
     assert sorted(got) == names
 
 
-def test_single_object_uri_and_folder_markers(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_single_object_uri_and_folder_markers(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     s3 = minio_bucket.s3_client()
     s3.put_object(Bucket=minio_bucket.name, Key="d/", Body=b"")  # what consoles create for a "folder"
     store.write_bytes(minio_bucket.uri("d/model.tar.gz"), b"weights")
@@ -147,7 +148,7 @@ def test_single_object_uri_and_folder_markers(store, minio_bucket, tmp_path: Pat
     assert both.files == 2 and sorted(read_tree(tmp_path / "all")) == ["model.tar.gz", "model.tar.gz.sha"]
 
 
-def test_bytes_exists_delete(store, minio_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_bytes_exists_delete(store: ObjectStore, minio_bucket: Any) -> None:
     uri = minio_bucket.uri("meta/status.json")
     assert not store.exists(uri)
     store.write_bytes(uri, b'{"phase": "Training"}')
@@ -159,7 +160,7 @@ def test_bytes_exists_delete(store, minio_bucket) -> None:  # type: ignore[no-un
     assert store.local_path(uri) is None
 
 
-def test_missing_bucket_and_key_name_the_uri(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_bucket_and_key_name_the_uri(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     with pytest.raises(ObjectNotFound, match=r"no object at s3://.*/nothing\.bin"):
         store.download_file(minio_bucket.uri("nothing.bin"), str(tmp_path / "x"))
     with pytest.raises(ObjectNotFound, match=r"no objects at s3://.*/empty/"):
@@ -179,7 +180,7 @@ def test_missing_bucket_and_key_name_the_uri(store, minio_bucket, tmp_path: Path
     assert not (tmp_path / "x").exists()
 
 
-def test_ensure_bucket_creates_once(minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ensure_bucket_creates_once(minio_bucket: Any, tmp_path: Path) -> None:
     name = f"{minio_bucket.name[:50]}-new"
     store = open_store(f"s3://{name}/", settings_for(minio_bucket, tmp_path))
     store.ensure_bucket(f"s3://{name}/")
@@ -190,7 +191,7 @@ def test_ensure_bucket_creates_once(minio_bucket, tmp_path: Path) -> None:  # ty
     minio_bucket.s3_client().delete_bucket(Bucket=name)
 
 
-def test_refused_endpoint_fails_fast_naming_it(minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_refused_endpoint_fails_fast_naming_it(minio_bucket: Any, tmp_path: Path) -> None:
     settings = settings_for(minio_bucket, tmp_path, endpoint_url="http://127.0.0.1:1")
     store = open_store("s3://somewhere/x", settings)
     started = time.monotonic()
@@ -203,7 +204,7 @@ def test_refused_endpoint_fails_fast_naming_it(minio_bucket, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("access_key", ["right", "unknown-user"])
-def test_bad_credentials_are_named(minio_bucket, tmp_path: Path, access_key: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_credentials_are_named(minio_bucket: Any, tmp_path: Path, access_key: str) -> None:
     key = minio_bucket.access_key if access_key == "right" else "unknown-user"
     store = open_store(minio_bucket.uri(), settings_for(
         minio_bucket, tmp_path, access_key_id=key, secret_access_key="wrong-secret"))
@@ -214,7 +215,7 @@ def test_bad_credentials_are_named(minio_bucket, tmp_path: Path, access_key: str
         store.download_file(minio_bucket.uri("model.bin"), str(tmp_path / "m"))
 
 
-def test_standard_aws_environment_is_enough(minio_bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_standard_aws_environment_is_enough(minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in minio_bucket.env().items():
         monkeypatch.setenv(name, value)
     store = open_store(minio_bucket.uri(), Settings(home=tmp_path))  # no trainforge S3 settings
@@ -223,7 +224,7 @@ def test_standard_aws_environment_is_enough(minio_bucket, tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize("size", [3 * MiB, 12 * MiB], ids=["single-request", "multipart"])
-def test_interrupted_download_leaves_nothing_visible(store, minio_bucket, tmp_path: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_download_leaves_nothing_visible(store: ObjectStore, minio_bucket: Any, tmp_path: Path, size: int) -> None:
     (tmp_path / "big.bin").write_bytes(os.urandom(size))
     store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("art/big.bin"))
     dest = tmp_path / "dest"
@@ -235,7 +236,7 @@ def test_interrupted_download_leaves_nothing_visible(store, minio_bucket, tmp_pa
     assert (dest / "big.bin").read_bytes() == b"the previous, complete version"
 
 
-def test_interrupted_upload_leaves_no_object(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_upload_leaves_no_object(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     (tmp_path / "big.bin").write_bytes(os.urandom(12 * MiB))
     with pytest.raises(Exception, match="simulated"):
         store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("up/big.bin"), progress=FailAfter(MiB))
@@ -244,7 +245,7 @@ def test_interrupted_upload_leaves_no_object(store, minio_bucket, tmp_path: Path
     assert uploads.get("Uploads", []) == []  # the multipart upload was aborted
 
 
-def test_unwritable_download_target_names_the_path(store, minio_bucket, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unwritable_download_target_names_the_path(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
     store.write_bytes(minio_bucket.uri("w/x.bin"), b"x")
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"not a folder")

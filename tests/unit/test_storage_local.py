@@ -146,7 +146,9 @@ def test_single_files_and_bytes(store: LocalStore, home: Path, tmp_path: Path) -
     dest.mkdir()
     store.download_file("local://bucket/models/model.tar.gz", str(dest))  # into a folder
     store.download_file("local://bucket/models/model.tar.gz", str(tmp_path / "x" / "y.bin"))
+    store.download_file("local://bucket/models/model.tar.gz", f"{tmp_path}/new-folder/")
     assert (dest / "model.tar.gz").read_bytes() == b"weights"
+    assert (tmp_path / "new-folder" / "model.tar.gz").read_bytes() == b"weights"
     assert (tmp_path / "x" / "y.bin").read_bytes() == b"weights"
 
     store.write_bytes("local://bucket/status.json", b'{"ok": true}')
@@ -358,3 +360,42 @@ def test_open_store_picks_s3_for_s3_uris(home: Path) -> None:
     store = open_store("s3://bucket/key", settings)
     assert type(store).__name__ == "S3Store"
     assert store.local_path("s3://bucket/key") is None
+
+
+def test_s3_clients_are_cached_per_settings(home: Path) -> None:
+    settings = load_settings()
+    settings.s3.endpoint_url = "http://127.0.0.1:1"
+    first, second = open_store("s3://bucket/a", settings), open_store("s3://other/b", settings)
+    assert first.client is second.client  # type: ignore[attr-defined]
+    changed = settings.model_copy(deep=True)
+    changed.s3.endpoint_url = "http://127.0.0.1:2"
+    assert open_store("s3://bucket/a", changed).client is not first.client  # type: ignore[attr-defined]
+
+
+def test_rich_progress_draws_bytes_and_files(store: LocalStore, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+    from trainforge.storage import RichProgress
+
+    files = make_tree(tmp_path / "src")
+    out = io.StringIO()
+    progress = RichProgress(console=Console(file=out, width=120, force_terminal=False))
+    store.upload_dir(str(tmp_path / "src"), "local://bucket/rich/", progress=progress)
+    store.download_prefix("local://bucket/rich/", str(tmp_path / "back"), progress=progress)
+    text = out.getvalue()
+    assert "upload local://bucket/rich/" in text and "download local://bucket/rich/" in text
+    assert f"{len(files)}/{len(files)} files" in text
+
+
+def test_only_storage_imports_boto3() -> None:
+    import trainforge
+
+    package = Path(trainforge.__file__).parent
+    offenders = [
+        str(path.relative_to(package)) for path in package.rglob("*.py")
+        if "storage" not in path.relative_to(package).parts
+        and any(line.lstrip().startswith((f"import {m}", f"from {m}"))
+                for line in path.read_text().splitlines() for m in ("boto3", "botocore", "s3transfer"))
+    ]
+    assert offenders == []

@@ -84,7 +84,7 @@ class BaseStore(ABC):
         u = as_uri(uri)
         obj = self._stat(u)
         target = os.path.abspath(local_path)
-        if os.path.isdir(target):
+        if os.path.isdir(target) or local_path.endswith(("/", os.sep)):  # a folder: keep the name
             target = os.path.join(target, os.path.basename(obj.key))
         return self._run([(obj, target)], lambda item, p: self._get(item[0], u, item[1], p),
                          [obj.size], progress, f"download {os.path.basename(obj.key)}")
