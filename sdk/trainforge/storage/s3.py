@@ -234,10 +234,9 @@ class S3Store(BaseStore):
                         _verify(uri, size, crc, int(response["ContentLength"]), expected_crc(response))
                 return
             except StorageError as exc:
-                transient = isinstance(exc.__cause__, _STREAM_ERRORS)
-                progress.advance(-moved)
-                if not transient or attempt == MAX_ATTEMPTS:
+                if not isinstance(exc.__cause__, _STREAM_ERRORS) or attempt == MAX_ATTEMPTS:
                     raise
+                progress.advance(-moved)  # the connection dropped mid-body: start this object again
 
     def _get_large(self, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         head = self._head(uri)
