@@ -1,0 +1,154 @@
+"""LocalBackend: jobs on this machine, under a detached supervisor each, with
+their state in ``<home>/jobs/<name>/`` so any process can list, follow and
+stop them. ``process`` runs a trainer source directory, ``container`` an image."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...config import Settings, load_settings
+from ...errors import BackendError, JobNotFound
+from ...metrics import MetricRecord
+from ...spec import Phase, TrainingJob
+from .jobdir import JobDir
+from .launchers import make_launcher
+from .records import job_metric_records
+
+FOLLOW_POLL_SECONDS = 0.2
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalBackend:
+    def __init__(self, kind: str = "process", settings: Settings | None = None, **options: str):
+        self.name = kind
+        self.settings = settings or load_settings()
+        self.options = options
+        self.launcher = make_launcher(kind, options)
+
+    # -- paths -------------------------------------------------------------------
+    def jobdir(self, name: str) -> JobDir:
+        return JobDir(self.settings.jobs_root / name)
+
+    def _existing(self, name: str) -> JobDir:
+        jobdir = self.jobdir(name)
+        if not jobdir.job_file.exists():
+            raise JobNotFound(f"no local job named {name!r} (in {self.settings.jobs_root})")
+        return jobdir
+
+    def default_output(self) -> str:
+        return "local://trainforge-artifacts/"
+
+    def default_data_root(self) -> str:
+        return "local://trainforge-data/"
+
+    # -- Backend protocol ----------------------------------------------------------
+    def submit(self, job: TrainingJob) -> None:
+        self.launcher.check(job.spec.image)
+        output = job.spec.output.uri if job.spec.output else self.default_output()
+        jobdir = self.jobdir(job.name)
+        jobdir.create(job, {"kind": self.name, "options": self.options, "output": output})
+        log = open(jobdir.supervisor_log, "ab")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the submitting process and its Ctrl-C
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
+            )
+        finally:
+            log.close()
+        jobdir.pid_file.write_text(str(process.pid))
+
+    def get(self, name: str) -> TrainingJob:
+        jobdir = self._existing(name)
+        job = jobdir.read_job()
+        status = job.status
+        assert status is not None
+        if not status.phase.finished and jobdir.pid_file.exists() and not _alive(jobdir.supervisor_pid()):
+            # Re-read: the supervisor may have written its last status as it exited.
+            status = jobdir.read_status()
+            if not status.phase.finished:
+                status.phase = Phase.FAILED
+                status.failure_reason = status.message = (
+                    f"the local supervisor process died (see {jobdir.supervisor_log})")
+        job.status = status
+        return job
+
+    def list(self) -> list[TrainingJob]:
+        root = self.settings.jobs_root
+        if not root.is_dir():
+            return []
+        jobs = [self.get(p.name) for p in root.iterdir() if (p / "job.json").exists()]
+        return sorted(jobs, key=lambda j: (j.status.start_time or "", j.name) if j.status else ("", j.name))
+
+    def logs(self, name: str, follow: bool = False) -> Iterator[str]:
+        jobdir = self._existing(name)
+        attempt, offset, pending = 1, 0, ""
+        while True:
+            finished = self.get(name).status.phase.finished  # type: ignore[union-attr]
+            path = jobdir.log_file(attempt)
+            if path.exists():
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                    offset = fh.tell()
+                lines = (pending + chunk).split("\n")
+                pending = lines.pop()
+                yield from lines
+            if jobdir.log_file(attempt + 1).exists():
+                if pending:
+                    yield pending
+                attempt, offset, pending = attempt + 1, 0, ""
+                yield f"--- attempt {attempt} ---"
+                continue
+            if finished or not follow:
+                if pending:
+                    yield pending
+                return
+            time.sleep(FOLLOW_POLL_SECONDS)
+
+    def metrics(self, name: str) -> list[MetricRecord]:
+        return job_metric_records(self._existing(name))
+
+    def stop(self, name: str) -> None:
+        jobdir = self._existing(name)
+        if self.get(name).status.phase.finished:  # type: ignore[union-attr]
+            return
+        jobdir.request_stop()
+        pid = jobdir.supervisor_pid()
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+            except ProcessLookupError:
+                pass
+
+    def delete(self, name: str) -> None:
+        import shutil
+
+        jobdir = self._existing(name)
+        if not self.get(name).status.phase.finished:  # type: ignore[union-attr]
+            raise BackendError(f"job {name!r} is still running; stop it first")
+        shutil.rmtree(jobdir.path)

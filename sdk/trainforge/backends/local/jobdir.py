@@ -1,0 +1,118 @@
+"""On-disk state of one local job, shared by the supervisor (the only writer
+of status) and every reader (SDK, CLI, other processes).
+
+    <jobs_root>/<name>/
+        job.json            the validated TrainingJob (+ backend settings)
+        status.json         TrainingJobStatus, replaced atomically
+        supervisor.pid      pid of the supervising process
+        stop                exists once a stop was requested
+        logs/attempt-N.log  trainer output per attempt (stdout and stderr)
+        metrics.jsonl       metric records scraped from the logs by regex
+        run/                the contract root (/opt/ml) of the current attempt
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..._time import utc_now
+from ...contract import Layout
+from ...errors import BackendError
+from ...spec import TrainingJob, TrainingJobStatus, parse_job
+
+
+def write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class JobDir:
+    path: Path
+
+    @property
+    def name(self) -> str: return self.path.name
+    @property
+    def job_file(self) -> Path: return self.path / "job.json"
+    @property
+    def status_file(self) -> Path: return self.path / "status.json"
+    @property
+    def pid_file(self) -> Path: return self.path / "supervisor.pid"
+    @property
+    def stop_file(self) -> Path: return self.path / "stop"
+    @property
+    def logs_dir(self) -> Path: return self.path / "logs"
+    @property
+    def metrics_file(self) -> Path: return self.path / "metrics.jsonl"
+    @property
+    def run_dir(self) -> Path: return self.path / "run"
+    @property
+    def supervisor_log(self) -> Path: return self.path / "supervisor.log"
+    @property
+    def layout(self) -> Layout: return Layout(str(self.run_dir))
+
+    def log_file(self, attempt: int) -> Path:
+        return self.logs_dir / f"attempt-{attempt}.log"
+
+    def log_files(self) -> list[Path]:
+        files = self.logs_dir.glob("attempt-*.log") if self.logs_dir.is_dir() else []
+        return sorted(files, key=lambda p: int(p.stem.split("-")[1]))
+
+    def create(self, job: TrainingJob, settings: dict[str, Any]) -> None:
+        """Create the folder for a new job; BackendError if the name is taken."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir()
+        except FileExistsError:
+            raise BackendError(
+                f"a local job named {job.name!r} already exists ({self.path}); "
+                "choose another name or use metadata.generateName"
+            ) from None
+        except OSError as exc:
+            raise BackendError(f"cannot create the job folder {self.path}: {exc}") from exc
+        self.logs_dir.mkdir()
+        document = {"job": job.to_dict(), "backend": settings}
+        write_atomically(self.job_file, json.dumps(document, indent=2))
+        self.write_status(TrainingJobStatus(message="submitted"))
+
+    def read_document(self) -> dict[str, Any]:
+        return json.loads(self.job_file.read_text(encoding="utf-8"))
+
+    def read_job(self) -> TrainingJob:
+        document = self.read_document()
+        job = parse_job(document["job"], source=str(self.job_file))
+        job.status = self.read_status()
+        return job
+
+    def read_status(self) -> TrainingJobStatus:
+        try:
+            return TrainingJobStatus.model_validate_json(self.status_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return TrainingJobStatus(message="submitted")
+
+    def write_status(self, status: TrainingJobStatus) -> None:
+        write_atomically(self.status_file, status.model_dump_json(by_alias=True, indent=2))
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def request_stop(self) -> None:
+        write_atomically(self.stop_file, utc_now())
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_file.exists()

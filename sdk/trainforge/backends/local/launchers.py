@@ -1,0 +1,120 @@
+"""How a local trainer is started: a subprocess (process backend) or a
+container (container backend, in container.py). One small interface, so the
+supervisor's lifecycle is the same for both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from ...contract import Layout
+from ...errors import ImageNotFound
+
+
+class Launched(Protocol):
+    def lines(self) -> Iterator[str]:
+        """Output lines (stdout and stderr) until the trainer's output closes."""
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def cleanup(self) -> None: ...
+
+
+class Launcher(Protocol):
+    kind: str
+
+    def layout(self, run_dir: Path) -> Layout:
+        """The contract root as the trainer sees it."""
+
+    def check(self, image: str) -> None:
+        """Raise ImageNotFound (naming the image) if it cannot be run."""
+
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched: ...
+
+
+def trainer_source(image: str) -> Path:
+    """The source directory the process backend runs ``python -m trainer.start`` in."""
+    path = Path(image[len("file://"):] if image.startswith("file://") else image).expanduser()
+    if not path.is_dir():
+        raise ImageNotFound(
+            f"the process backend runs trainer code from a source directory, and {image!r} is "
+            "not a directory (use the container backend for images)"
+        )
+    if not ((path / "trainer" / "start.py").is_file() or (path / "trainer" / "start" / "__init__.py").is_file()):
+        raise ImageNotFound(f"{path} has no trainer module: expected {path / 'trainer' / 'start.py'}")
+    return path.resolve()
+
+
+class _Subprocess:
+    def __init__(self, popen: subprocess.Popen[str]):
+        self._popen = popen
+
+    def lines(self) -> Iterator[str]:
+        assert self._popen.stdout is not None
+        for line in self._popen.stdout:
+            yield line.rstrip("\n")
+
+    def _signal(self, sig: int) -> None:
+        # The whole process group: data loader workers and torchrun children too.
+        try:
+            os.killpg(self._popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self) -> None: self._signal(signal.SIGTERM)
+    def kill(self) -> None: self._signal(signal.SIGKILL)
+    def poll(self) -> int | None: return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._popen.wait(timeout)
+
+    def cleanup(self) -> None:
+        if self._popen.stdout:
+            self._popen.stdout.close()
+
+
+class ProcessLauncher:
+    """Runs ``python -m trainer.start`` from a source directory, with the
+    contract relocated into the job's run directory."""
+
+    kind = "process"
+
+    def __init__(self, python: str | None = None):
+        self.python = python or sys.executable
+
+    def layout(self, run_dir: Path) -> Layout:
+        return Layout(str(run_dir))
+
+    def check(self, image: str) -> None:
+        trainer_source(image)
+
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched:
+        source = trainer_source(image)
+        full_env = {**os.environ, **env}
+        # The trainer imports trainforge.runtime from wherever this trainforge lives.
+        package_root = str(Path(__file__).resolve().parents[3])
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(source), package_root, os.environ.get("PYTHONPATH", "")) if p)
+        popen = subprocess.Popen(
+            [self.python, "-m", "trainer.start", "train"], cwd=source, env=full_env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, errors="replace", start_new_session=True,
+        )
+        return _Subprocess(popen)
+
+
+def make_launcher(kind: str, options: dict[str, str] | None = None) -> Launcher:
+    options = options or {}
+    if kind == "process":
+        return ProcessLauncher(options.get("python"))
+    if kind == "container":
+        from .container import ContainerLauncher
+
+        return ContainerLauncher(**options)
+    raise ValueError(f"unknown local backend {kind!r} (expected process or container)")

@@ -1,0 +1,44 @@
+"""Pure decisions of a local job's lifecycle: what an attempt's end means.
+No I/O, so they are tested as tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...spec import Phase
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    exit_code: int | None
+    stopped: bool = False       # a stop was requested
+    timed_out: bool = False     # maxRuntimeSeconds reached
+    failure_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase | None         # None: retry
+    reason: str | None
+
+
+def judge(end: AttemptEnd, attempt: int, max_attempts: int, max_runtime: int) -> Verdict:
+    if end.stopped:
+        return Verdict(Phase.STOPPED, "stopped on request" + (f"; trainer said: {end.failure_text}" if end.failure_text else ""))
+    if end.timed_out:
+        return Verdict(Phase.FAILED, f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds={max_runtime}")
+    if end.exit_code == 0:
+        return Verdict(Phase.COMPLETED, None)
+    reason = end.failure_text or _exit_description(end.exit_code)
+    if attempt < max_attempts:
+        return Verdict(None, reason)
+    return Verdict(Phase.FAILED, reason)
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "trainer ended without an exit code"
+    if code < 0 or code > 128:
+        signo = -code if code < 0 else code - 128
+        return f"trainer was killed by signal {signo} (exit code {code})"
+    return f"trainer exited with code {code} and wrote no failure file"
