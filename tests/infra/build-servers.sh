@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the real servers the integration tests start: MinIO, mc,
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+# and helm, all from the Go module proxy at pinned versions.
+#
+# Output: one folder per component and version under
+#   ${TRAINFORGE_CACHE:-~/.cache/trainforge}/servers-v1/<name>-<version>/
+# holding the binary and, when a build failed, build.log. A finished build
+# leaves a .ok marker, so an interrupted one is redone, never half-used.
+#
+# Usage: build-servers.sh [component ...]   (default: all)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${TRAINFORGE_CACHE:-$HOME/.cache/trainforge}/servers-v1
+mkdir -p "$cache"
+export GOFLAGS=-buildvcs=false CGO_ENABLED=0
+# The checksum database is not always reachable here; versions are pinned.
+export GOSUMDB=${GOSUMDB:-off}
+
+log() { printf '[build-servers %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+# run_build NAME VERSION FUNCTION: runs FUNCTION in a temp dir with $out set,
+# records the log and the .ok marker.
+run_build() {
+  local name=$1 version=$2 fn=$3
+  local out=$cache/$name-$version
+  if [[ -f $out/.ok ]]; then log "$name $version: cached"; return 0; fi
+  rm -rf "$out"; mkdir -p "$out"
+  local work; work=$(mktemp -d)
+  local started=$SECONDS
+  log "$name $version: building"
+  if (cd "$work" && out=$out version=$version "$fn") >"$out/build.log" 2>&1; then
+    touch "$out/.ok"
+    log "$name $version: built in $((SECONDS - started))s"
+  else
+    log "$name $version: FAILED after $((SECONDS - started))s (log: $out/build.log)"
+    tail -n 20 "$out/build.log" | sed 's/^/    /'
+    rm -rf "$work"; return 1
+  fi
+  rm -rf "$work"
+}
+
+build_minio() { GOBIN=$out go install "github.com/minio/minio@$version"; }
+build_mc()    { GOBIN=$out go install "github.com/minio/mc@$version"; }
+build_kwok()  { GOBIN=$out go install "sigs.k8s.io/kwok/cmd/kwok@$version"; }
+build_helm()  { GOBIN=$out go install "helm.sh/helm/v3/cmd/helm@$version"; }
+
+build_etcd() {
+  # etcd's own main module uses replace directives, so wrap the server module.
+  go mod init trainforge.dev/etcd-wrapper
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  go get "go.etcd.io/etcd/server/v3@$version"
+  go mod tidy
+  go build -trimpath -ldflags='-s -w' -o "$out/etcd" .
+}
+
+build_kubernetes() {
+  # k8s.io/kubernetes replaces its staging modules with local paths, so it
+  # cannot be `go install`ed. Require it from a wrapper module and point every
+  # staging module at its published k8s.io/<name> v0.<minor>.<patch>.
+  local staging=v0${version#v1}
+  go mod init trainforge.dev/kube-wrapper
+  go mod edit -require="k8s.io/kubernetes@$version"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | sort -u |
+    while read -r mod; do go mod edit -replace="$mod=$mod@$staging"; done
+  # Pin the same go directive the upstream module needs.
+  go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  go mod tidy -e
+  local minor=${version#v1.}; minor=${minor%%.*}
+  local ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    go build -trimpath -tags tools -ldflags="$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
+}
+
+declare -A versions=(
+  [minio]=$MINIO_VERSION [mc]=$MC_VERSION [etcd]=$ETCD_VERSION
+  [kubernetes]=$KUBERNETES_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
+)
+components=("$@")
+[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kwok helm mc)
+failed=0
+for c in "${components[@]}"; do
+  run_build "$c" "${versions[$c]}" "build_$c" || failed=1
+done
+exit $failed
