@@ -1,0 +1,12 @@
+"""The ``trainforge`` command: a thin layer over the SDK.
+
+Exit codes scripts can rely on:
+  0 success · 1 the job ended Failed or Stopped · 2 invalid input (spec, usage)
+  3 no such job · 4 backend, storage or engine error · 124 --wait timed out
+"""
+
+from __future__ import annotations
+
+from .commands import main
+
+__all__ = ["main"]

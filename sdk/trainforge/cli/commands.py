@@ -1,0 +1,217 @@
+"""Click commands; each builds the client, makes one SDK call and prints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from .. import client
+from ..backends import get_backend
+from ..errors import (
+    ConfigError, JobFailed, JobNotFound, SpecError, TrainforgeError,
+)
+from ..spec import load_job
+from . import render
+
+EXIT_JOB_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_BACKEND, EXIT_TIMEOUT = 1, 2, 3, 4, 124
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Map the package's errors to messages and exit codes (and nothing else)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JobFailed as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_JOB_FAILED)
+        except (SpecError, ConfigError) as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_INVALID)
+        except JobNotFound as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_NOT_FOUND)
+        except TimeoutError as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_TIMEOUT)
+        except TrainforgeError as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_BACKEND)
+
+    return wrapper  # type: ignore[return-value]
+
+
+output_option = click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="json for scripts")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--backend", type=click.Choice(["process", "container", "kubernetes"]), default=None,
+              help="where jobs run (default: trainforge config, else process)")
+@click.version_option(package_name="trainforge")
+@click.pass_context
+def main(ctx: click.Context, backend: str | None) -> None:
+    """trainforge: bring-your-own-container training, locally or on Kubernetes."""
+    ctx.obj = {"backend": backend}
+
+
+def _backend(ctx: click.Context, override: str | None = None) -> Any:
+    return get_backend(override or ctx.obj["backend"])
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--backend", "backend_name", type=click.Choice(["process", "container", "kubernetes"]), default=None)
+@click.option("--name", default=None, help="override metadata.name")
+@click.option("--wait/--no-wait", default=False, help="follow the logs and wait for the end")
+@click.option("--timeout", type=float, default=None, help="seconds to wait with --wait")
+@output_option
+@click.pass_context
+@handle_errors
+def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str | None, wait: bool,
+           timeout: float | None, fmt: str) -> None:
+    """Submit the TrainingJob in SPEC (JSON or YAML)."""
+    job_doc = load_job(spec)
+    if name:
+        job_doc.metadata.name = name
+    image = job_doc.spec.image
+    if (backend_name or ctx.obj["backend"]) in (None, "process") and not Path(image).is_absolute():
+        # A relative trainer directory is relative to the spec file, not the shell.
+        candidate = (spec.parent / image)
+        if candidate.is_dir():
+            job_doc.spec.image = str(candidate.resolve())
+    job = client.submit(job_doc, backend=_backend(ctx, backend_name))
+    if fmt == "text":
+        err.print(f"submitted [bold]{job.name}[/]")
+    if wait:
+        if fmt == "text":
+            for line in job.logs(follow=True):
+                out.print(line, markup=False)
+        job.wait(timeout=timeout, raise_on_failure=False)
+        final = job.describe()
+        if fmt == "json":
+            out.print(render.to_json(final.to_dict()), markup=False)
+        else:
+            out.print("\n".join(render.status_lines(final)))
+        if final.status and final.status.phase.value != "Completed":
+            sys.exit(EXIT_JOB_FAILED)
+    elif fmt == "json":
+        out.print(render.to_json({"name": job.name}), markup=False)
+    else:
+        out.print(job.name, markup=False)
+
+
+@main.command("list")
+@output_option
+@click.pass_context
+@handle_errors
+def list_(ctx: click.Context, fmt: str) -> None:
+    """List jobs."""
+    jobs = client.list_jobs(backend=_backend(ctx))
+    if fmt == "json":
+        out.print(render.to_json([j.to_dict() for j in jobs]), markup=False)
+    elif not jobs:
+        err.print("no jobs")
+    else:
+        out.print(render.jobs_table(jobs))
+
+
+@main.command()
+@click.argument("name")
+@output_option
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, name: str, fmt: str) -> None:
+    """Show a job's status, metrics and artifacts."""
+    job = client.get_job(name, backend=_backend(ctx)).describe()
+    if fmt == "json":
+        out.print(render.to_json(job.to_dict()), markup=False)
+    else:
+        out.print("\n".join(render.status_lines(job)))
+
+
+@main.command()
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+@click.pass_context
+@handle_errors
+def logs(ctx: click.Context, name: str, follow: bool) -> None:
+    """Print a job's logs."""
+    for line in client.get_job(name, backend=_backend(ctx)).logs(follow=follow):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--wait/--no-wait", default=True, help="wait until the job has stopped")
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.pass_context
+@handle_errors
+def stop(ctx: click.Context, name: str, wait: bool, timeout: float) -> None:
+    """Stop a job: SIGTERM, its grace period, then kill."""
+    job = client.get_job(name, backend=_backend(ctx))
+    job.stop()
+    if wait:
+        status = job.wait(timeout=timeout, raise_on_failure=False)
+        err.print(f"{name}: {status.phase.value}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the learning curves to this PNG")
+@output_option
+@click.pass_context
+@handle_errors
+def metrics(ctx: click.Context, name: str, plot: Path | None, fmt: str) -> None:
+    """Print a job's metric series (timestamp, name, value, step)."""
+    from ..metrics import plot_learning_curves
+
+    backend = _backend(ctx)
+    client.get_job(name, backend=backend)
+    records = backend.metrics(name)
+    if fmt == "json":
+        out.print(render.to_json([r.__dict__ for r in records]), markup=False)
+    elif not records:
+        err.print("no metrics recorded")
+    else:
+        frame = client.Job(name, backend).metrics()
+        out.print(frame.to_string(index=False), markup=False)
+    if plot:
+        plot_learning_curves(records, plot)
+        err.print(f"learning curves written to {plot}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the TrainingJob document."""
+    from ..spec import json_schema
+
+    out.print(render.to_json(json_schema()), markup=False)
+
+
+@main.command()
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--example-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the digits-pytorch example (default: the one in this checkout)")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("trainforge-quickstart.png"),
+              show_default=True)
+@handle_errors
+def quickstart(epochs: int, example_dir: Path | None, plot: Path) -> None:
+    """Train the digits example end to end on this machine: no cluster, no server."""
+    from ..quickstart import run_quickstart
+
+    result = run_quickstart(epochs=epochs, example_dir=example_dir, plot=plot, console=err)
+    if result.phase != "Completed":
+        sys.exit(EXIT_JOB_FAILED)
