@@ -20,7 +20,7 @@ from .jobdir import JobDir
 from .launchers import make_launcher
 from .records import job_metric_records
 
-FOLLOW_POLL_SECONDS = 0.2
+FOLLOW_POLL_SECONDS = 0.05
 
 
 def _alive(pid: int | None) -> bool:

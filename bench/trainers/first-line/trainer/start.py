@@ -1,0 +1,2 @@
+"""Prints one line at once: what the start-latency benchmarks wait for."""
+print("trainer started", flush=True)
