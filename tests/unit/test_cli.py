@@ -1,0 +1,77 @@
+"""The CLI through click's CliRunner: messages and exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from trainforge.cli import main
+
+TRAINER = Path(__file__).resolve().parents[2] / "bench" / "trainers" / "first-line"
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path / "home"))
+    return CliRunner()
+
+
+def test_invalid_spec_lists_every_problem_with_its_path(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"metadata": {"name": "Bad"}, "spec": {
+        "image": "", "inputs": [{"channel": "train", "uri": "ftp://x/y"}],
+        "metrics": [{"name": "acc", "regex": "acc=[0-9]+"}]}}))
+    result = runner.invoke(main, ["submit", str(spec)])
+    assert result.exit_code == 2
+    for path in ("metadata.name", "spec.image", "spec.inputs[0].uri", "spec.metrics[0].regex"):
+        assert path in result.output
+    assert str(spec) in result.output
+
+
+def test_missing_spec_file_is_a_clear_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["submit", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.output and "file not found" in result.output
+
+
+def test_unknown_job_exits_3(runner: CliRunner) -> None:
+    for command in (["status", "ghost"], ["logs", "ghost"], ["stop", "ghost"], ["metrics", "ghost"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 3, command
+        assert "no local job named 'ghost'" in result.output
+
+
+def test_unknown_trainer_directory_exits_4(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"metadata: {{name: a}}\nspec: {{image: {tmp_path}}}\n")
+    result = runner.invoke(main, ["submit", str(spec)])
+    assert result.exit_code == 4
+    assert "no trainer module" in result.output
+
+
+def test_submit_wait_status_list_logs_json(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"metadata: {{name: hello}}\nspec: {{image: {TRAINER}}}\n")
+    result = runner.invoke(main, ["submit", str(spec), "--wait", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["status"]["phase"] == "Completed"
+    assert document["status"]["artifacts"]["model"].endswith("/hello/output/model.tar.gz")
+
+    listed = json.loads(runner.invoke(main, ["list", "-o", "json"]).output)
+    assert [j["metadata"]["name"] for j in listed] == ["hello"]
+    logs = runner.invoke(main, ["logs", "hello"])
+    assert logs.exit_code == 0 and "trainer started" in logs.output
+    status = runner.invoke(main, ["status", "hello"])
+    assert "Completed" in status.output and "model.tar.gz" in status.output
+    again = runner.invoke(main, ["submit", str(spec)])
+    assert again.exit_code == 4 and "already exists" in again.output
+
+
+def test_schema_command_prints_the_json_schema(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["schema"])
+    schema = json.loads(result.output)
+    assert "spec" in schema["properties"] and "metadata" in schema["required"]
