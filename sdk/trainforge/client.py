@@ -88,6 +88,11 @@ class Job:
         return download_model(uri, path)
 
 
+def _resolve_backend(backend: str | Backend | None) -> Backend:
+    """A Backend given by name (or settings when None), or the one passed in."""
+    return backend if backend is not None and not isinstance(backend, str) else get_backend(backend)
+
+
 def _is_uri(text: str) -> bool:
     return any(text.startswith(f"{scheme}://") for scheme in SCHEMES)
 
@@ -147,7 +152,7 @@ def submit_job(
     name or ``{"type": ..., "count": ...}``. ``metrics`` maps metric name ->
     regex (or is a list of ``{"name", "regex"}``).
     """
-    chosen = backend if backend is not None and not isinstance(backend, str) else get_backend(backend)
+    chosen = _resolve_backend(backend)
     metadata: dict[str, Any] = {"name": name} if name else {"generateName": _name_prefix(image)}
     if labels:
         metadata["labels"] = dict(labels)
@@ -186,18 +191,18 @@ def _name_prefix(image: str) -> str:
 
 def submit(job: TrainingJob | Mapping[str, Any], backend: str | Backend | None = None) -> Job:
     """Submit a whole TrainingJob document (what ``trainforge submit SPEC`` does)."""
-    chosen = backend if backend is not None and not isinstance(backend, str) else get_backend(backend)
+    chosen = _resolve_backend(backend)
     document = job if isinstance(job, TrainingJob) else parse_job(job)
     chosen.submit(document)
     return Job(document.name, chosen)
 
 
 def get_job(name: str, backend: str | Backend | None = None) -> Job:
-    chosen = backend if backend is not None and not isinstance(backend, str) else get_backend(backend)
+    chosen = _resolve_backend(backend)
     chosen.get(name)  # JobNotFound early
     return Job(name, chosen)
 
 
 def list_jobs(backend: str | Backend | None = None) -> list[TrainingJob]:
-    chosen = backend if backend is not None and not isinstance(backend, str) else get_backend(backend)
+    chosen = _resolve_backend(backend)
     return chosen.list()
