@@ -1,0 +1,25 @@
+"""Controller tests: ``controller/`` on the path (until pyproject lists it),
+and the committed CRD installed once on the session's cluster."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "controller") not in sys.path:
+    sys.path.insert(0, str(ROOT / "controller"))
+
+CRD_FILE = ROOT / "k8s" / "crds" / "trainforge.dev_trainingjobs.yaml"
+
+
+@pytest.fixture(scope="session")
+def trainforge_crd(kube: Any) -> Path:
+    """The committed TrainingJob CRD, applied and Established."""
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 "crd/trainingjobs.trainforge.dev")
+    return CRD_FILE
