@@ -30,10 +30,13 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_MISSING = "required field is missing"
+
+
 def _describe(error: dict[str, Any]) -> str:
-    kind, msg = error["type"], error["msg"]
+    kind, msg = str(error["type"]), str(error["msg"])
     if kind == "missing":
-        return "required field is missing"
+        return _MISSING
     if kind == "extra_forbidden":
         return "unknown field (check the spelling; fields are camelCase)"
     if kind == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
@@ -51,13 +54,18 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def issues_from(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[SpecIssue]:
-    return [SpecIssue(field_path(prefix + tuple(e["loc"])), _describe(e)) for e in error.errors()]
+    issues = [SpecIssue(field_path(prefix + tuple(e["loc"])), _describe(e)) for e in error.errors()]
+    # A bad metadata.generateName leaves no name: report the cause, not also its consequence.
+    bad_prefixes = {i.path for i in issues if i.path.endswith("metadata.generateName")}
+    return [i for i in issues if not (i.path.endswith("metadata.name") and i.message == _MISSING
+                                      and i.path[:-len("name")] + "generateName" in bad_prefixes)]
 
 
 def parse_job(data: Mapping[str, Any], source: str | None = None) -> TrainingJob:
     """Validate a TrainingJob document given as a dict (camelCase or snake_case)."""
     if not isinstance(data, Mapping):
-        raise SpecError([SpecIssue("", f"expected a JSON/YAML object, got {type(data).__name__}")], source)
+        got = "an empty document" if data is None else type(data).__name__
+        raise SpecError([SpecIssue("", f"expected a JSON/YAML object, got {got}")], source)
     try:
         return TrainingJob.model_validate(dict(data))
     except ValidationError as exc:

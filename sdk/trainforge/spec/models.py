@@ -11,8 +11,8 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
-    model_validator,
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
+    field_validator, model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -22,6 +22,7 @@ API_VERSION = "trainforge.dev/v1alpha1"
 KIND = "TrainingJob"
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GENERATE_NAME_PATTERN = r"^[a-z0-9][-a-z0-9]*$"
 CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 HYPERPARAMETER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -52,6 +53,7 @@ StorageUri = Annotated[str, AfterValidator(_check_uri), Field(
 # What each pattern means, for error messages a person can act on.
 PATTERN_MEANING = {
     NAME_PATTERN: "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
+    GENERATE_NAME_PATTERN: "a name prefix: lowercase letters, digits and '-', starting with a letter or digit",
     CHANNEL_PATTERN: "a channel name: letters, digits, '_' and '-', at most 63 characters",
     HYPERPARAMETER_PATTERN: "a hyperparameter name: a letter or '_' then letters, digits, '_', '.', '-'",
     ENV_NAME_PATTERN: "an environment variable name: a letter or '_' then letters, digits, '_'",
@@ -99,7 +101,7 @@ class Phase(str, Enum):
 class Metadata(_Model):
     name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN,
                       description="DNS-1123 label: lowercase letters, digits and '-'")
-    generate_name: str | None = Field(default=None, max_length=57, exclude=True,
+    generate_name: str | None = Field(default=None, max_length=57, pattern=GENERATE_NAME_PATTERN, exclude=True,
                                       description="prefix for a unique name when name is absent")
     namespace: str = Field(default="default", min_length=1, max_length=63, pattern=NAME_PATTERN)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -111,7 +113,8 @@ class Metadata(_Model):
         # Kubernetes-style generateName, so one spec file can be submitted many times.
         if isinstance(data, dict) and not data.get("name"):
             prefix = data.get("generateName") or data.get("generate_name")
-            if prefix:
+            # A bad prefix generates nothing: its own error names metadata.generateName.
+            if isinstance(prefix, str) and len(prefix) <= 57 and re.match(GENERATE_NAME_PATTERN, prefix):
                 data = {**data, "name": f"{prefix}{secrets.token_hex(3)}"}
         return data
 
@@ -187,6 +190,17 @@ class TrainingJobSpec(_Model):
             seen.add(item.channel)
         return inputs
 
+    @field_validator("output")
+    @classmethod
+    def _output_is_not_an_input(cls, output: Output | None, info: ValidationInfo) -> Output | None:
+        # inputs is declared first, so it has been validated (and is absent if it failed).
+        if output is None:
+            return output
+        for i, item in enumerate(info.data.get("inputs") or []):
+            if item.uri.rstrip("/") == output.uri.rstrip("/"):
+                raise ValueError(f"uri {output.uri!r} is also spec.inputs[{i}].uri; outputs would overwrite input data")
+        return output
+
     @field_validator("metrics")
     @classmethod
     def _unique_metrics(cls, metrics: list[MetricDefinition]) -> list[MetricDefinition]:
@@ -234,14 +248,6 @@ class TrainingJob(_Model):
     metadata: Metadata
     spec: TrainingJobSpec
     status: TrainingJobStatus | None = None
-
-    @model_validator(mode="after")
-    def _output_is_not_an_input(self) -> "TrainingJob":
-        out = self.spec.output.uri.rstrip("/") if self.spec.output else None
-        for i, item in enumerate(self.spec.inputs):
-            if out and item.uri.rstrip("/") == out:
-                raise ValueError(f"spec.output.uri equals spec.inputs[{i}].uri; outputs would overwrite input data")
-        return self
 
     @property
     def name(self) -> str:
