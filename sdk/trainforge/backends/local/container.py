@@ -1,0 +1,375 @@
+"""The container backend's launcher: the trainer runs in its image on a local
+container engine, through the Docker API (``docker`` SDK), so Docker and
+Podman (``podman system service``) both work. ``DOCKER_HOST`` picks the engine,
+as it does for the docker CLI; the ``docker_host`` option overrides it.
+
+What a container gets (SageMaker's ``docker run <image> train``):
+
+- the job's run directory bind-mounted read-write at ``/opt/ml``; its
+  directories are made world-writable so an image's non-root user can write
+  the model, checkpoints and output (the ``user`` option runs the container as
+  another user instead, e.g. ``"host"``: the submitting user's uid:gid, so
+  every file the trainer writes is owned by that user);
+- the contract's environment and nothing of the host's;
+- ``network_mode=host``, so a trainer reaches a local MinIO or other services
+  on the machine exactly as the process backend's trainers do;
+- ``/dev/shm`` sized for PyTorch data loaders (a quarter of the machine's
+  memory, at least 1 GiB, at most 32 GiB; ``shm_size`` overrides it), and an
+  init process (``--init``) that forwards SIGTERM and reaps data loader
+  workers;
+- GPUs when the instance type asks for them: ``DeviceRequests`` as ``docker run
+  --gpus N`` sends them (Docker with the NVIDIA Container Toolkit). An engine
+  that cannot give GPUs is a clear error naming the fix, never a silent CPU
+  run: Podman's Docker API ignores ``DeviceRequests``, so with Podman a GPU
+  instance type fails at launch; Docker without the toolkit refuses the request
+  and we report why. ``on_missing_gpus="cpu"`` runs such jobs on the CPU
+  instead, with a warning in the job's log and ``SM_NUM_GPUS=0``.
+- labels ``trainforge.dev/job``, ``trainforge.dev/attempt`` and
+  ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt.
+
+Options (``get_backend("container", **options)``, kept in the job's folder so
+the supervisor uses the same): ``docker_host``, ``shm_size``, ``user``,
+``volumes`` (extra ``SRC:DST[:ro|rw]`` bind mounts, a list or a comma-separated
+string), ``pull`` (``missing``: pull an image that is not present, the
+default; ``never``), ``on_missing_gpus`` (``error`` or ``cpu``) and ``init``
+(``"false"`` to run the entrypoint as PID 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker  # type: ignore[import-untyped]
+import docker.errors  # type: ignore[import-untyped]
+import docker.types  # type: ignore[import-untyped]
+import requests
+
+from ...contract import CONTAINER_ROOT, Layout
+from ...errors import BackendError, EngineUnavailable, ImageNotFound
+
+MANAGED_BY = "trainforge-local"
+LABEL_JOB = "trainforge.dev/job"
+LABEL_ATTEMPT = "trainforge.dev/attempt"
+LABEL_MANAGED_BY = "trainforge.dev/managed-by"
+SHM_MIN = 1 << 30
+SHM_MAX = 32 << 30
+CLIENT_TIMEOUT = 120  # seconds for one API call; streams (logs, wait, pull) have none
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def default_shm_size(memory_bytes: int | None = None) -> int:
+    """A quarter of the machine's memory, clamped to [1 GiB, 32 GiB]."""
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory_bytes = 4 * SHM_MIN
+    return max(SHM_MIN, min(SHM_MAX, memory_bytes // 4))
+
+
+def parse_volumes(volumes: str | list[str] | None) -> dict[str, dict[str, str]]:
+    """``SRC:DST[:ro|rw]`` entries as the docker SDK's ``volumes`` mapping."""
+    if not volumes:
+        return {}
+    entries = [v.strip() for v in volumes.split(",")] if isinstance(volumes, str) else list(volumes)
+    mounts: dict[str, dict[str, str]] = {}
+    for entry in filter(None, entries):
+        parts = entry.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/") \
+                or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise BackendError(f"container backend option volumes: {entry!r} is not SRC:DST[:ro|rw] "
+                               "with an absolute DST")
+        source = str(Path(parts[0]).expanduser().resolve())
+        mounts[source] = {"bind": parts[1], "mode": parts[2] if len(parts) == 3 else "rw"}
+    return mounts
+
+
+def container_name(run_dir: Path, job: str, attempt: str) -> str:
+    """Deterministic per job folder and attempt, so a stale container of the
+    same attempt is recognised, and two homes never collide."""
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]
+    return f"trainforge-{job}-{attempt}-{digest}"
+
+
+def _make_writable(run_dir: Path, layout: Layout) -> None:
+    """Let any container user write the model, output and checkpoints."""
+    writable = [run_dir, Path(layout.model_dir), Path(layout.output_dir), Path(layout.output_data_dir),
+                Path(layout.checkpoint_dir)]
+    for top in writable:
+        top.mkdir(parents=True, exist_ok=True)
+    for folder in writable[1:]:
+        for path in [folder, *(p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink())]:
+            path.chmod(0o777)
+    run_dir.chmod(0o777)
+
+
+def _linked_channels(run_dir: Path) -> dict[str, dict[str, str]]:
+    """FastFile channels are symlinks to the local store; mount each target at
+    its own path (read-only) so the link resolves inside the container too."""
+    data = run_dir / "input" / "data"
+    mounts: dict[str, dict[str, str]] = {}
+    if data.is_dir():
+        for entry in data.iterdir():
+            if entry.is_symlink():
+                target = str(entry.resolve())
+                mounts[target] = {"bind": target, "mode": "ro"}
+    return mounts
+
+
+class _Container:
+    """One started container; the Launched side of the protocol."""
+
+    def __init__(self, container: Any, notes: list[str]):
+        self._container = container
+        self._notes = notes
+        self._exit_code: int | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._wait, name=f"wait-{container.name}", daemon=True).start()
+
+    def _wait(self) -> None:
+
+        try:
+            result = self._container.wait()
+            self._exit_code = int(result.get("StatusCode", 255))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            # The engine went away under a running job: report it, do not hang.
+            print(f"lost the container {self._container.name} ({type(exc).__name__}: {exc}); "
+                  "counting the attempt as failed", file=sys.stderr, flush=True)
+            self._exit_code = 125
+        finally:
+            self._done.set()
+
+    def lines(self) -> Iterator[str]:
+
+        yield from self._notes
+        pending = b""
+        try:
+            for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    yield raw.decode("utf-8", errors="replace").rstrip("\r")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            yield f"trainforge: log stream of {self._container.name} ended: {exc}"
+        if pending:
+            yield pending.decode("utf-8", errors="replace").rstrip("\r")
+
+    def _signal(self, sig: str) -> None:
+
+        if self._done.is_set():
+            return
+        try:
+            self._container.kill(signal=sig)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            # Most often "container is not running": it ended while we decided to stop it.
+            if not self._done.wait(1.0):
+                raise
+
+    def terminate(self) -> None: self._signal("SIGTERM")
+    def kill(self) -> None: self._signal("SIGKILL")
+    def poll(self) -> int | None: return self._exit_code if self._done.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"container {self._container.name} still running after {timeout} s")
+        assert self._exit_code is not None
+        return self._exit_code
+
+    def cleanup(self) -> None:
+
+        try:
+            self._container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            print(f"could not remove container {self._container.name}: {exc}", file=sys.stderr, flush=True)
+
+
+class ContainerLauncher:
+    """Runs the job's image on a Docker-API engine (Docker or Podman)."""
+
+    kind = "container"
+
+    def __init__(
+        self,
+        docker_host: str | None = None,
+        shm_size: str | int | None = None,
+        user: str | None = None,
+        volumes: str | list[str] | None = None,
+        pull: str = "missing",
+        on_missing_gpus: str = "error",
+        init: str | bool = True,
+    ):
+        if pull not in ("missing", "never"):
+            raise BackendError(f"container backend option pull: expected 'missing' or 'never', got {pull!r}")
+        if on_missing_gpus not in ("error", "cpu"):
+            raise BackendError("container backend option on_missing_gpus: expected 'error' or 'cpu', "
+                               f"got {on_missing_gpus!r}")
+        if isinstance(init, str):
+            if init.lower() not in _TRUE + _FALSE:
+                raise BackendError(f"container backend option init: expected true or false, got {init!r}")
+            init = init.lower() in _TRUE
+        self.docker_host = docker_host
+        self.shm_size: str | int = shm_size if shm_size else default_shm_size()
+        self.user = user
+        self.volumes = parse_volumes(volumes)
+        self.pull = pull
+        self.on_missing_gpus = on_missing_gpus
+        self.init = init
+        self._client: Any = None
+
+    # -- the engine -------------------------------------------------------------
+    @property
+    def engine_address(self) -> str:
+        return self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK client, connected on first use (constructing the
+        launcher, e.g. to list jobs, never needs the engine)."""
+        if self._client is None:
+
+            try:
+                if self.docker_host:
+                    self._client = docker.DockerClient(base_url=self.docker_host, timeout=CLIENT_TIMEOUT)
+                else:
+                    self._client = docker.from_env(timeout=CLIENT_TIMEOUT)
+                self._client.ping()
+            except docker.errors.DockerException as exc:
+                self._client = None
+                raise EngineUnavailable(
+                    f"cannot reach the container engine at {self.engine_address}: {exc}. Start Docker, "
+                    "or serve Podman's Docker API (podman system service unix:///PATH/podman.sock) and "
+                    "set DOCKER_HOST=unix:///PATH/podman.sock"
+                ) from exc
+        return self._client
+
+    def _is_podman(self) -> bool:
+        try:
+            components = self.client.version().get("Components") or []
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+        return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+    # -- Launcher protocol ------------------------------------------------------------
+    def layout(self, run_dir: Path) -> Layout:
+        return Layout(CONTAINER_ROOT)
+
+    def check(self, image: str) -> None:
+
+        client = self.client
+        try:
+            client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 404:
+                raise BackendError(f"cannot look up image {image!r} on {self.engine_address}: {exc}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
+        if self.pull == "never":
+            raise ImageNotFound(f"image {image!r} is not present on the container engine at "
+                                f"{self.engine_address} (and the pull option is 'never'): build it "
+                                "(trainforge build DIR -t TAG) or pull it first")
+        try:
+            client.images.pull(image)
+        except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            hint = (" (the registry refused the credentials: docker login to it first)"
+                    if any(w in str(explanation).lower() for w in ("unauthorized", "denied", "authentication"))
+                    else "")
+            raise ImageNotFound(
+                f"image {image!r} is not present on the container engine at {self.engine_address} "
+                f"and could not be pulled{hint}: {explanation}"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
+
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> _Container:
+
+        run_dir = run_dir.resolve()
+        layout = Layout(str(run_dir))
+        _make_writable(run_dir, layout)
+        job = env.get("TRAINFORGE_JOB_NAME") or run_dir.parent.name
+        attempt = env.get("TRAINFORGE_ATTEMPT", "1")
+        volumes = {**_linked_channels(run_dir), **self.volumes,
+                   str(run_dir): {"bind": CONTAINER_ROOT, "mode": "rw"}}
+        env = dict(env)
+        notes: list[str] = []
+        device_requests = None
+        if gpus > 0:
+            problem = (f"the job asks for {gpus} GPU(s), but Podman's Docker API does not pass GPUs to "
+                       "containers" if self._is_podman() else None)
+            if problem is None:
+                device_requests = [docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+            else:
+                env, notes = self._without_gpus(env, problem)
+        name = container_name(run_dir, job, attempt)
+        settings: dict[str, Any] = {
+            "image": image, "command": ["train"], "name": name, "environment": env,
+            "volumes": volumes, "network_mode": "host", "shm_size": self.shm_size, "init": self.init,
+            "detach": True,
+            "labels": {LABEL_JOB: job, LABEL_ATTEMPT: attempt, LABEL_MANAGED_BY: MANAGED_BY},
+        }
+        if self.user:
+            settings["user"] = f"{os.getuid()}:{os.getgid()}" if self.user == "host" else self.user
+        try:
+            self._remove_stale(name)
+            container = self._start(settings, device_requests)
+        except docker.errors.APIError as exc:
+            if device_requests and _gpu_refusal(exc):
+                env, notes = self._without_gpus(env, f"the container engine at {self.engine_address} "
+                                                     f"cannot give containers GPUs ({exc.explanation})")
+                settings["environment"] = env
+                self._remove_stale(name)
+                container = self._start(settings, None)
+            elif exc.status_code == 404 or isinstance(exc, docker.errors.ImageNotFound):
+                raise ImageNotFound(f"image {image!r} is not present on the container engine at "
+                                    f"{self.engine_address}: {exc.explanation}") from exc
+            else:
+                raise BackendError(f"could not start image {image!r} for job {job}: {exc.explanation or exc}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
+        return _Container(container, notes)
+
+    # -- helpers ------------------------------------------------------------------
+    def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> Any:
+        extra = {"device_requests": device_requests} if device_requests else {}
+        container = self.client.containers.create(**settings, **extra)
+        try:
+            container.start()
+        except BaseException:
+            container.remove(force=True)
+            raise
+        return container
+
+    def _remove_stale(self, name: str) -> None:
+
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _without_gpus(self, env: dict[str, str], problem: str) -> tuple[dict[str, str], list[str]]:
+        if self.on_missing_gpus != "cpu":
+            raise BackendError(
+                f"{problem}. Use Docker with the NVIDIA Container Toolkit for GPU instance types, "
+                "pick a CPU instance type (local, cpu-small, cpu-large), or set the container "
+                "backend option on_missing_gpus='cpu' to run GPU jobs on the CPU")
+        note = f"trainforge: warning: {problem}; running on the CPU (on_missing_gpus='cpu')"
+        return {**env, "SM_NUM_GPUS": "0"}, [note]
+
+
+def _gpu_refusal(exc: Any) -> bool:
+    text = str(getattr(exc, "explanation", "") or exc).lower()
+    return "device driver" in text or "nvidia" in text or "gpu" in text
