@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...contract import FAILURE_REASON_LIMIT
 from ...spec import Phase
 
 
@@ -14,6 +15,7 @@ class AttemptEnd:
     stopped: bool = False       # a stop was requested
     timed_out: bool = False     # maxRuntimeSeconds reached
     failure_text: str | None = None
+    last_output: str | None = None  # the trainer's last non-empty output line
 
 
 @dataclass(frozen=True)
@@ -29,16 +31,21 @@ def judge(end: AttemptEnd, attempt: int, max_attempts: int, max_runtime: int) ->
         return Verdict(Phase.FAILED, f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds={max_runtime}")
     if end.exit_code == 0:
         return Verdict(Phase.COMPLETED, None)
-    reason = end.failure_text or _exit_description(end.exit_code)
+    reason = end.failure_text or _exit_description(end.exit_code, end.last_output)
     if attempt < max_attempts:
         return Verdict(None, reason)
     return Verdict(Phase.FAILED, reason)
 
 
-def _exit_description(code: int | None) -> str:
+def _exit_description(code: int | None, last_output: str | None = None) -> str:
     if code is None:
-        return "trainer ended without an exit code"
-    if code < 0 or code > 128:
+        text = "trainer ended without an exit code"
+    elif code < 0 or code > 128:
         signo = -code if code < 0 else code - 128
-        return f"trainer was killed by signal {signo} (exit code {code})"
-    return f"trainer exited with code {code} and wrote no failure file"
+        text = f"trainer was killed by signal {signo} (exit code {code})"
+    else:
+        text = f"trainer exited with code {code} and wrote no failure file"
+    if last_output:
+        # Usually the exception of a crash that never reached a failure file.
+        text += f"; last output line: {last_output}"
+    return text[:FAILURE_REASON_LIMIT]

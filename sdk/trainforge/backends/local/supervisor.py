@@ -50,6 +50,7 @@ class Supervisor:
         self.status = jobdir.read_status()
         self.terminate_requested = threading.Event()
         self.training_seconds = 0.0
+        self.last_output: str | None = None  # of the current attempt
 
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
@@ -97,6 +98,7 @@ class Supervisor:
         self.status.attempts = attempt
         self.jobdir.write_status(self.status)
         started = time.monotonic()
+        self.last_output = None
         launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
         pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
         pump.start()
@@ -122,7 +124,8 @@ class Supervisor:
         failure = None
         if os.path.exists(self.jobdir.layout.failure_file):
             failure = read_failure_reason(Path(self.jobdir.layout.failure_file).read_text(errors="replace"))
-        return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure)
+        return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure,
+                          last_output=self.last_output)
 
     def end_trainer(self, launched: Launched) -> None:
         """SIGTERM, the grace period for a last checkpoint, then SIGKILL."""
@@ -139,6 +142,8 @@ class Supervisor:
                 open(self.jobdir.metrics_file, "a", encoding="utf-8", buffering=1) as metrics:
             for line in launched.lines():
                 log.write(line + "\n")
+                if line.strip():
+                    self.last_output = line.strip()
                 for record in parser.feed(line, time.time()):
                     metrics.write(record.to_json() + "\n")
 
