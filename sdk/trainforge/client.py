@@ -175,7 +175,7 @@ def submit_job(
     if max_attempts:
         spec["retry"] = {"maxAttempts": max_attempts}
     # Validate everything but the data before uploading anything.
-    parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec})
+    chosen.validate(parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec}))
     spec["inputs"] = _resolve_data(data, job.name, chosen, progress)
     handle = submit({"metadata": {**metadata, "name": job.name}, "spec": spec}, backend=chosen)
     if wait:

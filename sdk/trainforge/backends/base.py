@@ -16,6 +16,10 @@ from ..spec import TrainingJob, TrainingJobStatus
 class Backend(Protocol):
     name: str
 
+    def validate(self, job: TrainingJob) -> None:
+        """Raise SpecError/BackendError for what this backend can tell is wrong with
+        the job (instance type, image, its own state) before any data is uploaded."""
+
     def submit(self, job: TrainingJob) -> None:
         """Start the job; raises SpecError/BackendError before anything is created."""
 

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...config import Settings, load_settings
-from ...errors import BackendError, JobNotFound
+from ...errors import BackendError, JobNotFound, SpecError, SpecIssue
+from ...instances import lookup
 from ...metrics import MetricRecord
 from ...spec import Phase, TrainingJob
 from .jobdir import JobDir
@@ -64,8 +65,35 @@ class LocalBackend:
         return "local://trainforge-data/"
 
     # -- Backend protocol ----------------------------------------------------------
-    def submit(self, job: TrainingJob) -> None:
+    def validate(self, job: TrainingJob) -> None:
+        issues = []
+        try:
+            lookup(job.spec.instance.type)
+        except KeyError as exc:
+            issues.append(SpecIssue("spec.instance.type", str(exc.args[0])))
+        if job.spec.instance.count > 1:
+            issues.append(SpecIssue("spec.instance.count", f"the {self.name} backend runs one host, got "
+                                    f"{job.spec.instance.count} (multi-host jobs need the kubernetes backend)"))
+        if issues:
+            raise SpecError(issues)
         self.launcher.check(job.spec.image)
+        self._check_home()
+
+    def _check_home(self) -> None:
+        """BackendError naming the folder if local state cannot be written."""
+        root = self.settings.jobs_root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            writable = os.access(root, os.W_OK | os.X_OK)
+            problem = "" if writable else "permission denied"
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        if problem:
+            raise BackendError(f"cannot keep local jobs in {root}: {problem} "
+                               f"(set TRAINFORGE_HOME to a writable folder; now {self.settings.home})")
+
+    def submit(self, job: TrainingJob) -> None:
+        self.validate(job)
         output = job.spec.output.uri if job.spec.output else self.default_output()
         jobdir = self.jobdir(job.name)
         jobdir.create(job, {"kind": self.name, "options": self.options, "output": output})
