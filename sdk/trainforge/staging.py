@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .contract import Layout, HostInfo, input_data_config, resource_config
-from .errors import ObjectNotFound
+from .errors import StorageError
 from .spec import InputMode, TrainingJob
 from .spec.models import Distribution
 from .storage import NullProgress, TransferProgress, open_store
@@ -81,8 +81,8 @@ def stage_in(job: TrainingJob, layout: Layout, host: HostInfo,
         shard = None if fully else (host.rank, len(host.hosts))
         try:
             store.download_prefix(item.uri, target, progress=progress or NullProgress(), shard=shard)
-        except ObjectNotFound as exc:
-            raise ObjectNotFound(f"input channel {item.channel!r}: {exc}") from exc
+        except StorageError as exc:  # same class (unreachable, not found, ...), naming the channel
+            raise type(exc)(f"input channel {item.channel!r}: {exc}") from exc
 
 
 def restore_checkpoints(job: TrainingJob, layout: Layout) -> int:
