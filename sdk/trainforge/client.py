@@ -170,9 +170,9 @@ def submit_job(
     if metrics:
         spec["metrics"] = ([{"name": k, "regex": v} for k, v in metrics.items()]
                            if isinstance(metrics, Mapping) else list(metrics))
-    if max_runtime_seconds:
+    if max_runtime_seconds is not None:  # 0 is an error to report, not "the default"
         spec["stopping"] = {"maxRuntimeSeconds": max_runtime_seconds}
-    if max_attempts:
+    if max_attempts is not None:
         spec["retry"] = {"maxAttempts": max_attempts}
     # Validate everything but the data before uploading anything.
     chosen.validate(parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec}))

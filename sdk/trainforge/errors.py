@@ -9,7 +9,11 @@
     │   └── IntegrityError        bytes read back differ from bytes written
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
-    │   └── EngineUnavailable     container engine / cluster not reachable
+    │   ├── EngineUnavailable     container engine / cluster not reachable
+    │   ├── ImageBuildError       an image build failed (carries the build log)
+    │   └── RegistryError         a push was refused (RegistryAuthError: credentials)
+    │       └── RegistryAuthError
+    ├── ScaffoldError             ``trainforge init`` cannot create the project
     ├── JobNotFound               no job with that name
     └── JobFailed                 Job.wait() saw the job end Failed or Stopped
 
@@ -76,6 +80,26 @@ class ImageNotFound(BackendError):
 
 
 class EngineUnavailable(BackendError):
+    pass
+
+
+class ImageBuildError(BackendError):
+    """An image build failed; ``log`` holds the whole build output."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+class RegistryError(BackendError):
+    pass
+
+
+class RegistryAuthError(RegistryError):
+    pass
+
+
+class ScaffoldError(TrainforgeError):
     pass
 
 
