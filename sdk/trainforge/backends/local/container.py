@@ -52,6 +52,7 @@ import requests
 
 from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
+from ...images import connect
 
 MANAGED_BY = "trainforge-local"
 LABEL_JOB = "trainforge.dev/job"
@@ -59,7 +60,6 @@ LABEL_ATTEMPT = "trainforge.dev/attempt"
 LABEL_MANAGED_BY = "trainforge.dev/managed-by"
 SHM_MIN = 1 << 30
 SHM_MAX = 32 << 30
-CLIENT_TIMEOUT = 120  # seconds for one API call; streams (logs, wait, pull) have none
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -237,20 +237,7 @@ class ContainerLauncher:
         """The docker SDK client, connected on first use (constructing the
         launcher, e.g. to list jobs, never needs the engine)."""
         if self._client is None:
-
-            try:
-                if self.docker_host:
-                    self._client = docker.DockerClient(base_url=self.docker_host, timeout=CLIENT_TIMEOUT)
-                else:
-                    self._client = docker.from_env(timeout=CLIENT_TIMEOUT)
-                self._client.ping()
-            except docker.errors.DockerException as exc:
-                self._client = None
-                raise EngineUnavailable(
-                    f"cannot reach the container engine at {self.engine_address}: {exc}. Start Docker, "
-                    "or serve Podman's Docker API (podman system service unix:///PATH/podman.sock) and "
-                    "set DOCKER_HOST=unix:///PATH/podman.sock"
-                ) from exc
+            self._client = connect(self.docker_host)
         return self._client
 
     def _is_podman(self) -> bool:
