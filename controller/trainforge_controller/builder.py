@@ -1,0 +1,172 @@
+"""Pure functions: a TrainingJob (+ catalog entry, settings) -> the children the
+cluster should hold. No I/O; tested as tables in tests/controller/test_builder.py.
+
+One TrainingJob becomes a headless Service ``<job>`` (stable across attempts,
+for rendezvous) and, per attempt, an Indexed batch/v1 Job ``<job>-a<attempt>``
+with ``backoffLimit: 0`` (retries are the controller's, one Job per attempt).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from trainforge.contract import HostInfo, Layout, contract_env, host_names
+from trainforge.instances import InstanceType
+from trainforge.spec import TrainingJob
+from trainforge.staging import ArtifactURIs
+
+from . import GROUP, KIND, VERSION
+from .settings import ControllerSettings
+
+GPU_RESOURCE = "nvidia.com/gpu"
+STOP_ANNOTATION = "trainforge.dev/stop"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+JOB_NAME_LABEL = "trainforge.dev/job-name"
+ATTEMPT_LABEL = "trainforge.dev/attempt"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "trainforge-controller"}
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+FAILURE_FILE = Layout().failure_file
+TRAINER = "trainer"
+STAGE_IN = "stage-in"
+SIDECAR = "stager"
+
+
+def attempt_job_name(job_name: str, attempt: int) -> str:
+    return f"{job_name}-a{attempt}"
+
+
+def service_name(job_name: str) -> str:
+    return job_name
+
+
+def output_uri(job: TrainingJob, settings: ControllerSettings) -> str:
+    return job.spec.output.uri if job.spec.output else settings.default_output
+
+
+def artifacts(job: TrainingJob, settings: ControllerSettings) -> ArtifactURIs:
+    return ArtifactURIs.for_job(output_uri(job, settings), job.name)
+
+
+def labels(job: TrainingJob, attempt: int | None = None) -> dict[str, str]:
+    out = {**MANAGED_BY, JOB_NAME_LABEL: job.name}
+    if attempt is not None:
+        out[ATTEMPT_LABEL] = str(attempt)
+    if QUEUE_LABEL in job.metadata.labels:
+        out[QUEUE_LABEL] = job.metadata.labels[QUEUE_LABEL]
+    return out
+
+
+def owner_reference(job: TrainingJob, uid: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": job.name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def build_service(job: TrainingJob, uid: str, settings: ControllerSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": service_name(job.name), "namespace": job.metadata.namespace,
+                     "labels": labels(job), "ownerReferences": [owner_reference(job, uid)]},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": {JOB_NAME_LABEL: job.name},
+                 "ports": [{"name": "rendezvous", "port": settings.master_port}]},
+    }
+
+
+def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def trainer_env(job: TrainingJob, instance: InstanceType, attempt: int,
+                settings: ControllerSettings) -> list[dict[str, Any]]:
+    """The contract's env. Multi-host: NODE_RANK from the completion index, and
+    MASTER_ADDR the first pod's DNS name; the current host is in resourceconfig.json
+    (written per host by the stage-in container), not in SM_CURRENT_HOST."""
+    count = job.spec.instance.count
+    hosts = host_names(job.name, count)
+    env = contract_env(
+        job_name=job.name, layout=Layout(), hyperparameters=job.spec.hyperparameters,
+        inputs=job.spec.inputs, host=HostInfo(hosts[0], hosts), instance=instance,
+        master_port=settings.master_port, attempt=attempt, extra=dict(job.spec.env))
+    head: list[dict[str, Any]] = [{"name": "TRAINFORGE_HOST_INDEX", "valueFrom": {
+        "fieldRef": {"fieldPath": f"metadata.labels['{INDEX_LABEL}']"}}}]
+    if count > 1:
+        for key in ("SM_CURRENT_HOST", "SM_TRAINING_ENV"):
+            env.pop(key, None)
+        env["MASTER_ADDR"] = f"{attempt_job_name(job.name, attempt)}-0.{service_name(job.name)}"
+        env["NODE_RANK"] = "$(TRAINFORGE_HOST_INDEX)"
+    return head + _env_list(env)
+
+
+def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSettings,
+            always: bool = False) -> dict[str, Any]:
+    env = {
+        "TRAINFORGE_JOB": json.dumps(job.model_dump(mode="json", by_alias=True, exclude={"status"}),
+                                     sort_keys=True),
+        "TRAINFORGE_OUTPUT_URI": output_uri(job, settings),
+        "TRAINFORGE_SYNC_SECONDS": str(settings.checkpoint_sync_seconds),
+        "PYTHONUNBUFFERED": "1",
+    }
+    container: dict[str, Any] = {
+        "name": name, "image": settings.stager_image,
+        "command": ["python", "-m", "trainforge.stage", command],
+        "env": [{"name": "TRAINFORGE_HOST_INDEX", "valueFrom": {
+            "fieldRef": {"fieldPath": f"metadata.labels['{INDEX_LABEL}']"}}}] + _env_list(env),
+        "envFrom": [{"secretRef": {"name": settings.object_store_secret, "optional": True}}],
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root}],
+    }
+    if always:
+        container["restartPolicy"] = "Always"  # a native sidecar
+    return container
+
+
+def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
+              settings: ControllerSettings, deadline_seconds: int,
+              suspend: bool | None = None) -> dict[str, Any]:
+    """The Indexed Job for ``attempt`` (1-based)."""
+    count = job.spec.instance.count
+    resources = {"cpu": _cpu(instance.cpus), "memory": f"{int(instance.memory_gib * 1024)}Mi"}
+    if instance.gpus:
+        resources[GPU_RESOURCE] = str(instance.gpus)
+    shm = f"{max(1, int(instance.memory_gib // 2))}Gi"
+    trainer = {
+        "name": TRAINER, "image": job.spec.image,
+        "env": trainer_env(job, instance, attempt, settings),
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root},
+                         {"name": "dshm", "mountPath": "/dev/shm"}],
+        "terminationMessagePath": FAILURE_FILE,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
+    }
+    pod_labels = labels(job, attempt)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "subdomain": service_name(job.name),
+        "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
+        "initContainers": [_stager(job, STAGE_IN, "in", settings),
+                           _stager(job, SIDECAR, "sync", settings, always=True)],
+        "containers": [trainer],
+        "volumes": [{"name": "opt-ml", "emptyDir": {}},
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
+    }
+    if instance.node_selector:
+        pod_spec["nodeSelector"] = dict(instance.node_selector)
+    if instance.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in instance.tolerations]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": attempt_job_name(job.name, attempt), "namespace": job.metadata.namespace,
+                     "labels": pod_labels, "ownerReferences": [owner_reference(job, uid)]},
+        "spec": {
+            "parallelism": count, "completions": count, "completionMode": "Indexed",
+            "backoffLimit": 0, "activeDeadlineSeconds": max(1, deadline_seconds),
+            "suspend": job.spec.suspend if suspend is None else suspend,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _cpu(cpus: float) -> str:
+    return str(int(cpus)) if float(cpus).is_integer() else f"{int(cpus * 1000)}m"

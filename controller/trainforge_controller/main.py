@@ -1,0 +1,310 @@
+"""The controller process: watches -> a work queue -> reconcile, with resync,
+Lease leader election, a Prometheus endpoint and JSON logs.
+
+    python -m trainforge_controller.main [--metrics-port 8080] [--namespace NS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from . import GROUP, PLURAL, VERSION
+from .builder import JOB_NAME_LABEL, MANAGED_BY
+from .errors import RetryableError
+from .reconciler import Reconciler
+from .settings import ControllerSettings
+
+log = logging.getLogger("trainforge.controller")
+
+try:  # optional: the metrics endpoint needs prometheus_client
+    from prometheus_client import Counter, Histogram, start_http_server
+
+    RECONCILES = Counter("trainforge_reconciles_total", "reconcile passes", ["result"])
+    RECONCILE_SECONDS = Histogram("trainforge_reconcile_seconds", "time per reconcile pass")
+except ImportError:  # pragma: no cover
+    RECONCILES = RECONCILE_SECONDS = None  # type: ignore[assignment]
+    start_http_server = None  # type: ignore[assignment]
+
+Key = tuple[str, str]
+
+
+class WorkQueue:
+    """Keys, deduplicated; a key being processed is not handed out twice at once;
+    delayed adds for requeue-after and backoff."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._ready: list[Key] = []
+        self._queued: set[Key] = set()
+        self._busy: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._delayed: list[tuple[float, Key]] = []
+
+    def add(self, key: Key, after: float = 0.0) -> None:
+        with self._cv:
+            if after > 0:
+                heapq.heappush(self._delayed, (time.monotonic() + after, key))
+            elif key in self._busy:
+                self._dirty.add(key)
+            elif key not in self._queued:
+                self._queued.add(key)
+                self._ready.append(key)
+            self._cv.notify()
+
+    def get(self, stop: threading.Event, timeout: float = 0.5) -> Key | None:
+        with self._cv:
+            while not stop.is_set():
+                now = time.monotonic()
+                while self._delayed and self._delayed[0][0] <= now:
+                    _, key = heapq.heappop(self._delayed)
+                    if key not in self._queued and key not in self._busy:
+                        self._queued.add(key)
+                        self._ready.append(key)
+                if self._ready:
+                    key = self._ready.pop(0)
+                    self._queued.discard(key)
+                    self._busy.add(key)
+                    return key
+                wait = timeout if not self._delayed else min(timeout, self._delayed[0][0] - now)
+                self._cv.wait(max(0.01, wait))
+        return None
+
+    def done(self, key: Key) -> None:
+        with self._cv:
+            self._busy.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self._queued.add(key)
+                self._ready.append(key)
+                self._cv.notify()
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._ready)
+
+
+class LeaderElector:
+    """A coordination.k8s.io Lease: acquire when free or expired, renew while held."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str = "trainforge-controller",
+                 identity: str | None = None, lease_seconds: int = 15):
+        self.coord = client.CoordinationV1Api(api)
+        self.namespace, self.name = namespace, name
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease_seconds = lease_seconds
+
+    def try_acquire(self) -> bool:
+        now = datetime.now(timezone.utc)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            lease = self.coord.read_namespaced_lease(self.name, self.namespace)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = {"metadata": {"name": self.name}, "spec": {
+                "holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
+                "acquireTime": stamp, "renewTime": stamp}}
+            try:
+                self.coord.create_namespaced_lease(self.namespace, body)
+                return True
+            except client.ApiException as exc2:
+                if exc2.status == 409:
+                    return False
+                raise
+        spec = lease.spec
+        renewed = spec.renew_time
+        expired = renewed is None or (now - renewed).total_seconds() > (spec.lease_duration_seconds or 15)
+        if spec.holder_identity != self.identity and not expired:
+            return False
+        spec.holder_identity, spec.renew_time = self.identity, now
+        spec.lease_duration_seconds = self.lease_seconds
+        try:
+            self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
+            return True
+        except client.ApiException as exc:
+            if exc.status == 409:  # someone else renewed first
+                return False
+            raise
+
+
+class Controller:
+    def __init__(self, api: client.ApiClient, settings: ControllerSettings | None = None,
+                 namespace: str | None = None, workers: int = 2, watch_seconds: int = 30,
+                 **reconciler_options: Any):
+        self.api = api
+        self.settings = settings or ControllerSettings()
+        self.namespace = namespace
+        self.reconciler = Reconciler(api, self.settings, **reconciler_options)
+        self.queue = WorkQueue()
+        self.workers = workers
+        self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
+        self.reconciles = 0
+
+    # -- sources of keys ----------------------------------------------------
+    def _watch_jobs(self, stop: threading.Event) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while not stop.is_set():
+            try:
+                listing = (custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                           if self.namespace else custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
+                for item in listing["items"]:
+                    self.queue.add((item["metadata"]["namespace"], item["metadata"]["name"]))
+                version = listing["metadata"]["resourceVersion"]
+                w = watch.Watch()
+                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": self.watch_seconds}
+                stream = (w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                                   PLURAL, **kwargs) if self.namespace else
+                          w.stream(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs))
+                for event in stream:
+                    if stop.is_set():
+                        w.stop()
+                        break
+                    meta = event["object"].get("metadata", {})
+                    if "namespace" in meta:
+                        self.queue.add((meta["namespace"], meta["name"]))
+            except Exception as exc:  # noqa: BLE001 - a watch must survive anything
+                log.warning("TrainingJob watch restarts: %s", exc)
+                stop.wait(1)
+
+    def _watch_children(self, stop: threading.Event, kind: str) -> None:
+        api = client.BatchV1Api(self.api) if kind == "jobs" else client.CoreV1Api(self.api)
+        selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        lister = {"jobs": ("list_namespaced_job", "list_job_for_all_namespaces"),
+                  "pods": ("list_namespaced_pod", "list_pod_for_all_namespaces")}[kind]
+        while not stop.is_set():
+            try:
+                w = watch.Watch()
+                call = getattr(api, lister[0] if self.namespace else lister[1])
+                args = (self.namespace,) if self.namespace else ()
+                for event in w.stream(call, *args, label_selector=selector,
+                                          timeout_seconds=self.watch_seconds):
+                    if stop.is_set():
+                        w.stop()
+                        break
+                    meta = event["object"].metadata
+                    owner = (meta.labels or {}).get(JOB_NAME_LABEL)
+                    if owner:
+                        self.queue.add((meta.namespace, owner))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s watch restarts: %s", kind, exc)
+                stop.wait(1)
+
+    def _resync(self, stop: threading.Event) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while not stop.wait(self.settings.resync_seconds):
+            try:
+                listing = (custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                           if self.namespace else custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
+                for item in listing["items"]:
+                    self.queue.add((item["metadata"]["namespace"], item["metadata"]["name"]))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("resync failed: %s", exc)
+
+    # -- workers -------------------------------------------------------------
+    def _work(self, stop: threading.Event) -> None:
+        failures: dict[Key, int] = {}
+        while not stop.is_set():
+            key = self.queue.get(stop)
+            if key is None:
+                continue
+            started = time.monotonic()
+            try:
+                result = self.reconciler.reconcile(*key)
+                failures.pop(key, None)
+                outcome = "ok"
+                if result.requeue_after:
+                    self.queue.add(key, after=result.requeue_after)
+            except RetryableError as exc:
+                n = failures[key] = failures.get(key, 0) + 1
+                outcome = "retry"
+                log.warning(json.dumps({"job": f"{key[0]}/{key[1]}", "retry": n, "error": str(exc)}))
+                self.queue.add(key, after=min(60.0, 0.5 * 2 ** n))
+            except Exception as exc:  # noqa: BLE001 - our own bug: log, back off, keep going
+                n = failures[key] = failures.get(key, 0) + 1
+                outcome = "error"
+                log.exception("reconcile %s/%s crashed: %s", key[0], key[1], exc)
+                self.queue.add(key, after=min(300.0, 2.0 * 2 ** n))
+            finally:
+                self.queue.done(key)
+            self.reconciles += 1
+            if RECONCILES is not None:
+                RECONCILES.labels(outcome).inc()
+                RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
+        if leader is not None:
+            while not stop.is_set() and not leader.try_acquire():
+                stop.wait(2)
+            renew = threading.Thread(target=self._renew, args=(leader, stop), daemon=True)
+            renew.start()
+        threads = [threading.Thread(target=self._watch_jobs, args=(stop,), daemon=True),
+                   threading.Thread(target=self._watch_children, args=(stop, "jobs"), daemon=True),
+                   threading.Thread(target=self._watch_children, args=(stop, "pods"), daemon=True),
+                   threading.Thread(target=self._resync, args=(stop,), daemon=True)]
+        threads += [threading.Thread(target=self._work, args=(stop,), daemon=True)
+                    for _ in range(self.workers)]
+        for t in threads:
+            t.start()
+        stop.wait()
+        for t in threads:
+            t.join(timeout=self.watch_seconds + 5)
+
+    def _renew(self, leader: LeaderElector, stop: threading.Event) -> None:
+        while not stop.wait(leader.lease_seconds / 3):
+            try:
+                if not leader.try_acquire():
+                    log.error("lost the leader lease; stopping")
+                    stop.set()
+            except client.ApiException as exc:
+                log.warning("lease renewal failed: %s", exc.reason)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname,
+                           "logger": record.name, "msg": record.getMessage()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainforge-controller")
+    parser.add_argument("--namespace", default=os.environ.get("WATCH_NAMESPACE") or None)
+    parser.add_argument("--metrics-port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-leader-election", action="store_true")
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    api = client.ApiClient()
+    settings = ControllerSettings.from_env()
+    if start_http_server is not None and args.metrics_port:
+        start_http_server(args.metrics_port)
+    leader = None if args.no_leader_election else LeaderElector(
+        api, os.environ.get("POD_NAMESPACE", settings.catalog_namespace))
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log.info("trainforge controller starting")
+    Controller(api, settings, args.namespace, args.workers).run(stop, leader)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

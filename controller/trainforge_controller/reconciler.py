@@ -1,0 +1,211 @@
+"""The thin apply: observe -> ``status.decide`` -> create what is missing
+(AlreadyExists is success) -> write status once -> events after the write."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from kubernetes import client
+from pydantic import ValidationError
+
+from trainforge.errors import TrainforgeError
+from trainforge.instances import InstanceType, lookup
+from trainforge.metrics import MetricRecord, final_values
+from trainforge.spec import TrainingJob
+from trainforge.storage import ObjectStore, open_store
+
+from . import GROUP, PLURAL, VERSION
+from .builder import JOB_NAME_LABEL, artifacts, build_job, build_service
+from .catalog import load_catalog
+from .errors import ConfigError, RetryableError
+from .settings import ControllerSettings
+from .status import Decision, Observed, attempt_of, decide, headline_metric
+
+log = logging.getLogger("trainforge.controller")
+
+StoreOpener = Callable[[str], ObjectStore]
+
+
+@dataclass
+class Result:
+    requeue_after: float | None = None
+    phase: str | None = None
+
+
+class Reconciler:
+    def __init__(self, api: client.ApiClient, settings: ControllerSettings,
+                 store_opener: StoreOpener | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.api = api
+        self.settings = settings
+        self.custom = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.store_opener = store_opener or (lambda uri: open_store(uri))
+        self.clock = clock
+
+    # -- observe ------------------------------------------------------------
+    def _catalog(self) -> dict[str, InstanceType]:
+        return load_catalog(self.core, self.settings.catalog_namespace, self.settings.catalog_configmap)
+
+    def _dicts(self, items: list[Any]) -> list[dict[str, Any]]:
+        return [self.api.sanitize_for_serialization(i) for i in items]
+
+    def reconcile(self, namespace: str, name: str) -> Result:
+        try:
+            return self._reconcile(namespace, name)
+        except client.ApiException as exc:
+            raise RetryableError(f"{namespace}/{name}: {exc.status} {exc.reason}") from exc
+
+    def _reconcile(self, namespace: str, name: str) -> Result:
+        try:
+            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return Result()
+            raise
+        uid = raw["metadata"]["uid"]
+        now = self.clock()
+        try:
+            job = TrainingJob.model_validate(_wire(raw))
+        except ValidationError as exc:
+            # The apiserver checks the schema; what only pydantic knows lands here.
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            return self._write(raw, _invalid(raw, f"invalid spec: {problems}", now), [])
+        observed = Observed(now=now, artifacts=artifacts(job, self.settings))
+        try:
+            observed.instance = lookup(job.spec.instance.type, self._catalog())
+        except (KeyError, ConfigError) as exc:
+            observed.instance_error = str(exc).strip("'\"")
+        jobs = self.batch.list_namespaced_job(
+            namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+        observed.jobs = [j for j in self._dicts(jobs) if _owned_by(j, uid)]
+        if observed.jobs:
+            latest = max(observed.jobs, key=attempt_of)
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={latest['metadata']['name']}").items
+            observed.pods = self._dicts(pods)
+            if _finished(latest) and not (job.status and job.status.phase.finished):
+                self._read_results(job, observed)
+        decision = decide(job, observed)
+        # -- apply: children first, then status once, then events --------------
+        if observed.instance is not None and not decision.status.phase.finished:
+            self._create(lambda: self.core.create_namespaced_service(
+                namespace, build_service(job, uid, self.settings)))
+        if decision.create_attempt is not None and observed.instance is not None:
+            body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
+                             decision.deadline_seconds)
+            self._create(lambda: self.batch.create_namespaced_job(namespace, body))
+        if decision.suspend_job:
+            self.batch.patch_namespaced_job(decision.suspend_job, namespace, {"spec": {"suspend": True}})
+        result = self._write(raw, decision, decision.events)
+        if not decision.status.phase.finished:
+            result.requeue_after = self.settings.requeue_seconds
+        return result
+
+    def _read_results(self, job: TrainingJob, observed: Observed) -> None:
+        """Final metrics and which artifacts exist; an unreachable store leaves
+        them out (the status says so) rather than blocking the job's verdict."""
+        art = observed.artifacts
+        assert art is not None
+        stored = set()
+        try:
+            store = self.store_opener(art.metrics)
+            for uri in (art.model, art.output, art.metrics):
+                if store.exists(uri):
+                    stored.add(uri)
+            if art.metrics in stored:
+                text = store.read_bytes(art.metrics).decode("utf-8", "replace")
+                records = [MetricRecord.from_json(line) for line in text.splitlines() if line.strip()]
+                observed.final_metrics = final_values(records)
+        except (TrainforgeError, ValueError) as exc:
+            log.warning("reading results of %s/%s: %s", job.metadata.namespace, job.name, exc)
+        observed.stored = frozenset(stored)
+
+    # -- apply --------------------------------------------------------------
+    def _create(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except client.ApiException as exc:
+            if exc.status != 409:  # AlreadyExists: deterministic names make this success
+                raise
+
+    def _write(self, raw: dict[str, Any], decision: Decision,
+               events: list[tuple[str, str, str]]) -> Result:
+        ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
+        new = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        new.update(decision.extra)
+        headline = headline_metric_from(raw, decision)
+        if headline:
+            new["headlineMetric"] = headline
+        new["observedGeneration"] = raw["metadata"].get("generation", 0)
+        old = raw.get("status") or {}
+        if new != old:
+            patch = {**{k: None for k in old if k not in new}, **new}  # null removes a key
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, name, {"status": patch})
+            for kind, reason, message in events:  # only after the write succeeded
+                self._event(raw, kind, reason, message)
+        return Result(phase=new.get("phase"))
+
+    def _event(self, raw: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = raw["metadata"]
+        now = self.clock()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": raw["apiVersion"], "kind": raw["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": kind, "reason": reason, "message": message[:1024],
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": 1,
+            "source": {"component": "trainforge-controller"},
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except client.ApiException as exc:
+            log.warning("event for %s/%s: %s", meta["namespace"], meta["name"], exc.reason)
+
+
+def headline_metric_from(raw: dict[str, Any], decision: Decision) -> str | None:
+    try:
+        job = TrainingJob.model_validate(_wire(raw))
+    except ValidationError:
+        return None
+    return headline_metric(job, decision.status.final_metrics)
+
+
+def _wire(raw: dict[str, Any]) -> dict[str, Any]:
+    """The custom object as the SDK model reads it (server-only metadata dropped)."""
+    meta = raw["metadata"]
+    return {
+        "apiVersion": raw["apiVersion"], "kind": raw["kind"],
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+        "spec": raw.get("spec") or {}, "status": raw.get("status"),
+    }
+
+
+def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
+    from trainforge.spec import Phase, TrainingJobStatus
+
+    from .status import set_condition
+
+    status = TrainingJobStatus.model_validate(raw.get("status") or {})
+    if status.phase.finished:
+        return Decision(status=status)
+    status.phase, status.message, status.failure_reason = Phase.FAILED, reason, reason
+    status.conditions = set_condition(status.conditions, "Failed", "True", "InvalidSpec", reason, now)
+    return Decision(status=status, events=[("Warning", "InvalidSpec", reason)])
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return True
+    return False

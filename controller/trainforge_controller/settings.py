@@ -1,0 +1,33 @@
+"""The controller's settings, from its environment (the Deployment sets them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    stager_image: str = "trainforge/stager:0.1.0"
+    # A Secret in the job's namespace with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    # AWS_ENDPOINT_URL (and AWS_DEFAULT_REGION) for the stager containers.
+    object_store_secret: str = "trainforge-object-store"
+    default_output: str = "s3://trainforge/jobs/"
+    catalog_configmap: str = "trainforge-instances"
+    catalog_namespace: str = "trainforge-system"
+    master_port: int = 29500
+    checkpoint_sync_seconds: int = 60
+    stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
+    resync_seconds: float = 300.0
+    requeue_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ControllerSettings":
+        env = os.environ if env is None else env
+        kwargs: dict[str, object] = {}
+        for field, kind in cls.__annotations__.items():
+            value = env.get(f"TRAINFORGE_{field.upper()}")
+            if value is not None:
+                kwargs[field] = {"int": int, "float": float}.get(kind, str)(value)
+        return cls(**kwargs)  # type: ignore[arg-type]

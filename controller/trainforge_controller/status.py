@@ -1,0 +1,272 @@
+"""Pure: (TrainingJob, what was observed) -> the new status and what to do.
+
+No I/O. The reconciler observes (the attempt Jobs, the latest attempt's pods,
+final metrics read from the object store) and applies the ``Decision``. The
+decision is level-triggered: it is recomputed from the observed children on
+every pass, never from a chain of earlier phases (a finished status is kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from trainforge.contract import read_failure_reason
+from trainforge.instances import InstanceType
+from trainforge.spec import Phase, TrainingJob, TrainingJobStatus
+from trainforge.spec.models import Condition
+from trainforge.staging import ArtifactURIs
+
+from .builder import ATTEMPT_LABEL, SIDECAR, STAGE_IN, STOP_ANNOTATION, TRAINER
+
+_ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLOADING]
+
+
+@dataclass
+class Observed:
+    """What the reconciler saw. ``jobs`` and ``pods`` are API dicts (camelCase)."""
+
+    now: datetime
+    instance: InstanceType | None = None
+    instance_error: str | None = None
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # every attempt's Job
+    pods: list[dict[str, Any]] = field(default_factory=list)  # the latest attempt's pods
+    final_metrics: dict[str, float] | None = None  # read once the latest Job finished
+    stored: frozenset[str] = frozenset()  # artifact URIs that exist in the store
+    artifacts: ArtifactURIs | None = None
+
+
+@dataclass
+class Decision:
+    status: TrainingJobStatus
+    extra: dict[str, Any] = field(default_factory=dict)  # controller-only status fields
+    create_attempt: int | None = None
+    deadline_seconds: int = 0
+    suspend_job: str | None = None  # stop: suspend this Job (pods get SIGTERM)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def stop_requested(job: TrainingJob) -> bool:
+    return job.metadata.annotations.get(STOP_ANNOTATION, "").lower() == "true"
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _fmt(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def attempt_of(job: dict[str, Any]) -> int:
+    return int(job["metadata"].get("labels", {}).get(ATTEMPT_LABEL, "0"))
+
+
+def job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind and c.get("status") == "True":
+            return c
+    return None
+
+
+def job_seconds(job: dict[str, Any], now: datetime) -> float:
+    status = job.get("status") or {}
+    start = _ts(status.get("startTime"))
+    if start is None:
+        return 0.0
+    end = _ts(status.get("completionTime"))
+    if end is None:
+        done = job_condition(job, "Failed") or job_condition(job, "Complete")
+        end = _ts(done.get("lastTransitionTime")) if done else None
+    return max(0.0, ((end or now) - start).total_seconds())
+
+
+def set_condition(conditions: list[Condition], kind: str, status: str, reason: str,
+                  message: str, now: datetime) -> list[Condition]:
+    """Kubernetes-style: lastTransitionTime changes only when status does."""
+    out = []
+    found = False
+    for c in conditions:
+        if c.type == kind:
+            found = True
+            when = c.last_transition_time if c.status == status else _fmt(now)
+            c = Condition(type=kind, status=status, reason=reason, message=message,  # type: ignore[arg-type]
+                          last_transition_time=when)
+        out.append(c)
+    if not found:
+        out.append(Condition(type=kind, status=status, reason=reason, message=message,  # type: ignore[arg-type]
+                             last_transition_time=_fmt(now)))
+    return out
+
+
+def _container(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any]:
+    return next((s for s in statuses or [] if s.get("name") == name), {})
+
+
+def pod_failure(pod: dict[str, Any]) -> str | None:
+    """Why a pod failed: the trainer's termination message (the failure file),
+    the stage-in container's, or the exit code."""
+    status = pod.get("status") or {}
+    for name, key in ((TRAINER, "containerStatuses"), (STAGE_IN, "initContainerStatuses")):
+        term = (_container(status.get(key), name).get("state") or {}).get("terminated")
+        if term and term.get("exitCode", 0) != 0:
+            reason = read_failure_reason(term.get("message") or "")
+            if reason:
+                return reason
+            what = "trainer" if name == TRAINER else "stage-in"
+            return f"{what} exited with code {term['exitCode']} ({term.get('reason', 'Error')}) and wrote no failure file"
+    if status.get("phase") == "Failed":
+        return status.get("message") or status.get("reason") or "pod failed"
+    return None
+
+
+def pod_phase(pod: dict[str, Any]) -> tuple[Phase, str]:
+    status = pod.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            return Phase.QUEUED, c.get("message") or "waiting for a node"
+    if status.get("phase") == "Succeeded":
+        return Phase.UPLOADING, "trainer finished; uploading"
+    trainer = (_container(status.get("containerStatuses"), TRAINER).get("state") or {})
+    if "terminated" in trainer:
+        return Phase.UPLOADING, "trainer finished; uploading"
+    if "running" in trainer:
+        return Phase.TRAINING, "training"
+    stage_in = (_container(status.get("initContainerStatuses"), STAGE_IN).get("state") or {})
+    if "running" in stage_in:
+        return Phase.STAGING, "downloading input channels"
+    if not status.get("phase") or not (pod.get("spec") or {}).get("nodeName"):
+        return Phase.PENDING, "waiting for the scheduler"
+    return Phase.STAGING, "preparing the pod"
+
+
+def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - one table of cases
+    now = observed.now
+    previous = job.status or TrainingJobStatus()
+    status = previous.model_copy(deep=True)
+    count = job.spec.instance.count
+    extra: dict[str, Any] = {}
+    if observed.instance is not None:
+        extra["gpus"] = observed.instance.gpus * count
+    decision = Decision(status=status, extra=extra)
+    if previous.phase.finished:  # terminal: keep what was recorded
+        return decision
+
+    def become(phase: Phase, message: str, reason: str | None = None) -> None:
+        status.phase, status.message = phase, message
+        if reason is not None:
+            status.failure_reason = reason
+        if phase.finished:
+            status.end_time = status.end_time or _fmt(now)
+        kind = {Phase.COMPLETED: "Completed", Phase.FAILED: "Failed", Phase.STOPPED: "Stopped"}.get(phase)
+        if kind:
+            status.conditions = set_condition(status.conditions, kind, "True", phase.value, message, now)
+        if phase != previous.phase:
+            decision.events.append(("Warning" if phase == Phase.FAILED else "Normal", phase.value, message))
+
+    if observed.instance is None:
+        become(Phase.FAILED, observed.instance_error or "unknown instance type", observed.instance_error)
+        return decision
+
+    jobs = sorted(observed.jobs, key=attempt_of)
+    latest = jobs[-1] if jobs else None
+    status.attempts = attempt_of(latest) if latest else 0
+    status.billable_seconds = int(sum(job_seconds(j, now) for j in jobs) * count)
+    starts = [s for j in jobs if (s := (j.get("status") or {}).get("startTime"))]
+    if starts and not status.start_time:
+        status.start_time = min(starts)
+    elapsed = sum(job_seconds(j, now) for j in jobs)
+    stopping = stop_requested(job)
+
+    if latest is None:
+        if stopping:
+            become(Phase.STOPPED, "stopped before any pod was created", "stopped on request")
+        else:
+            decision.create_attempt = status.attempts = 1
+            decision.deadline_seconds = job.spec.stopping.max_runtime_seconds
+            status.conditions = set_condition(status.conditions, "Created", "True", "JobCreated",
+                                              "attempt 1 created", now)
+            become(Phase.PENDING, "creating attempt 1")
+        return decision
+
+    complete = job_condition(latest, "Complete")
+    failed = job_condition(latest, "Failed")
+    spec_of = latest.get("spec") or {}
+    active = (latest.get("status") or {}).get("active") or 0
+    if complete:
+        _record_results(job, observed, status)
+        become(Phase.COMPLETED, "training finished")
+    elif failed:
+        reasons = [r for p in observed.pods if (r := pod_failure(p))]
+        if stopping:
+            become(Phase.STOPPED, "stopped on request", "stopped on request")
+        elif failed.get("reason") == "DeadlineExceeded":
+            reason = (f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds="
+                      f"{job.spec.stopping.max_runtime_seconds}")
+            _record_results(job, observed, status)
+            become(Phase.FAILED, reason, reason)
+        else:
+            reason = reasons[0] if reasons else (failed.get("message") or failed.get("reason") or "Job failed")
+            remaining = job.spec.stopping.max_runtime_seconds - int(elapsed)
+            if status.attempts < job.spec.retry.max_attempts and remaining > 0:
+                decision.create_attempt = status.attempts + 1
+                decision.deadline_seconds = remaining
+                become(Phase.PENDING, f"attempt {status.attempts} failed ({reason}); "
+                                      f"retrying as attempt {status.attempts + 1}")
+                status.attempts += 1
+                status.failure_reason = None
+            else:
+                _record_results(job, observed, status)
+                become(Phase.FAILED, reason, reason)
+    elif stopping:
+        if not spec_of.get("suspend"):
+            decision.suspend_job = latest["metadata"]["name"]
+        if active:
+            status.message = "stopping: the pods got SIGTERM and are saving and uploading"
+        else:
+            _record_results(job, observed, status)
+            become(Phase.STOPPED, "stopped on request", "stopped on request")
+    elif spec_of.get("suspend"):
+        status.conditions = set_condition(status.conditions, "Suspended", "True", "Suspended",
+                                          "waiting for admission (Kueue) or spec.suspend", now)
+        become(Phase.QUEUED, "suspended: waiting for admission (Kueue) or spec.suspend=false")
+    else:
+        if any(c.type == "Suspended" for c in status.conditions):
+            status.conditions = set_condition(status.conditions, "Suspended", "False", "Admitted",
+                                              "admitted", now)
+        phases = [pod_phase(p) for p in observed.pods
+                  if (p.get("status") or {}).get("phase") not in ("Failed",)]
+        if not phases:
+            become(Phase.PENDING, f"attempt {status.attempts}: waiting for pods")
+        else:
+            queued = [m for ph, m in phases if ph == Phase.QUEUED]
+            if queued:
+                status.conditions = set_condition(status.conditions, "Scheduled", "False",
+                                                  "Unschedulable", queued[0], now)
+                become(Phase.QUEUED, f"not enough capacity: {queued[0]}")
+            else:
+                status.conditions = set_condition(status.conditions, "Scheduled", "True",
+                                                  "Scheduled", "every host has a node", now)
+                phase, message = min(phases, key=lambda pm: _ORDER.index(pm[0]))
+                become(phase, message)
+    return decision
+
+
+def _record_results(job: TrainingJob, observed: Observed, status: TrainingJobStatus) -> None:
+    metrics = observed.final_metrics or {}
+    status.final_metrics = dict(metrics)
+    art = observed.artifacts
+    if art is not None:
+        stored = observed.stored
+        status.artifacts.model = art.model if art.model in stored else None
+        status.artifacts.output = art.output if art.output in stored else None
+        status.artifacts.metrics = art.metrics if art.metrics in stored else None
+        status.artifacts.logs = art.logs
+    if job.spec.checkpoints:
+        status.artifacts.checkpoints = job.spec.checkpoints.uri
+
+
+def headline_metric(job: TrainingJob, metrics: dict[str, float]) -> str | None:
+    names = [m.name for m in job.spec.metrics if m.name in metrics] or sorted(metrics)
+    return f"{names[0]}={metrics[names[0]]:.6g}" if names else None

@@ -1,0 +1,107 @@
+"""The stager: what the cluster's stager containers run around a trainer.
+
+    python -m trainforge.stage in     # init container: config files, channels, checkpoints
+    python -m trainforge.stage sync   # native sidecar: sync checkpoints; on SIGTERM stage out
+    python -m trainforge.stage out    # stage out once (model, output data, metrics)
+
+The job comes from ``TRAINFORGE_JOB`` (the TrainingJob as JSON), this host's
+index from ``JOB_COMPLETION_INDEX`` (set by an Indexed Job) and the artifact
+root from ``TRAINFORGE_OUTPUT_URI``. Object-store credentials are the usual
+``AWS_*`` variables. Built only on ``trainforge.staging``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from .contract import HostInfo, Layout, host_names
+from .errors import TrainforgeError
+from .spec import TrainingJob
+from .staging import (
+    ArtifactURIs, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
+)
+from .storage import open_store
+
+
+def _job(env: Mapping[str, str]) -> TrainingJob:
+    return TrainingJob.model_validate(json.loads(env["TRAINFORGE_JOB"]))
+
+
+def _host(job: TrainingJob, env: Mapping[str, str]) -> HostInfo:
+    hosts = host_names(job.name, job.spec.instance.count)
+    index = int(env.get("JOB_COMPLETION_INDEX", "0"))
+    return HostInfo(current_host=hosts[index], hosts=hosts)
+
+
+def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo) -> None:
+    from .staging import write_config_files
+
+    write_config_files(job, layout, host)
+    stage_in(job, layout, host)
+    restored = restore_checkpoints(job, layout)
+    print(f"staged {len(job.spec.inputs)} channel(s) for {host.current_host}; "
+          f"restored {restored} checkpoint file(s)", flush=True)
+
+
+def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str) -> None:
+    """Checkpoints from every host; model, output and metrics from the first.
+    The model is uploaded only when the trainer wrote no failure file."""
+    sync_checkpoints(job, layout)
+    if host.rank != 0:
+        return
+    artifacts = ArtifactURIs.for_job(output_uri, job.name)
+    if os.path.exists(layout.metrics_file):
+        open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
+    if not os.path.exists(layout.failure_file):
+        stage_out_model(layout, artifacts)
+    print(f"staged out to {artifacts.root}", flush=True)
+
+
+def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
+                 interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            sync_checkpoints(job, layout)
+        except TrainforgeError as exc:
+            print(f"checkpoint sync failed (will retry): {exc}", flush=True)
+    stage_out_command(job, layout, host, output_uri)
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(prog="python -m trainforge.stage", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["in", "sync", "out"])
+    parser.add_argument("--root", default=env.get("TRAINFORGE_ROOT", "/opt/ml"))
+    parser.add_argument("--interval", type=float, default=float(env.get("TRAINFORGE_SYNC_SECONDS", "60")))
+    args = parser.parse_args(argv)
+    try:
+        job = _job(env)
+        layout, host = Layout(args.root), _host(job, env)
+        output_uri = env.get("TRAINFORGE_OUTPUT_URI") or (job.spec.output.uri if job.spec.output else "")
+        if args.command == "in":
+            stage_in_command(job, layout, host)
+        elif args.command == "out":
+            stage_out_command(job, layout, host, output_uri)
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            sync_command(job, layout, host, output_uri, args.interval, stop)
+    except (TrainforgeError, KeyError, ValueError) as exc:
+        message = f"stager {args.command}: {exc}"
+        print(message, file=sys.stderr, flush=True)
+        Path(os.path.join(args.root, "output")).mkdir(parents=True, exist_ok=True)
+        if args.command == "in":  # the pod's termination message explains why nothing ran
+            Path(Layout(args.root).failure_file).write_text(message[:1024])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
