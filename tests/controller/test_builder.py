@@ -1,0 +1,98 @@
+"""builder: pure TrainingJob -> Job/Service, as tables (no API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trainforge.instances import DEFAULT_CATALOG
+from trainforge.spec import TrainingJob
+from trainforge_controller.builder import build_job, build_service
+from trainforge_controller.settings import ControllerSettings
+
+S = ControllerSettings(stager_image="stager:1", object_store_secret="s3-creds")
+
+
+def _job(labels: dict[str, str] | None = None, **spec: Any) -> TrainingJob:
+    return TrainingJob.model_validate({"metadata": {"name": "mn", "namespace": "team-a",
+                                                    "labels": labels or {}},
+                                       "spec": {"image": "img:1", **spec}})
+
+
+def _env(body: dict[str, Any]) -> dict[str, Any]:
+    trainer = body["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in trainer["env"]}
+
+
+@pytest.mark.parametrize(("instance", "count", "gpus", "selector", "tolerated"), [
+    ("gpu-1x", 1, "1", {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, True),
+    ("gpu-8x", 4, "8", {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, True),
+    ("cpu-small", 1, None, None, False),
+])
+def test_resources_placement_and_shape(instance: str, count: int, gpus: str | None,
+                                       selector: dict[str, str] | None, tolerated: bool) -> None:
+    job = _job(instance={"type": instance, "count": count})
+    body = build_job(job, "uid-1", 2, DEFAULT_CATALOG[instance], S, 3600)
+    spec = body["spec"]
+    pod = spec["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert body["metadata"]["name"] == "mn-a2"
+    assert (spec["parallelism"], spec["completions"], spec["completionMode"], spec["backoffLimit"],
+            spec["activeDeadlineSeconds"]) == (count, count, "Indexed", 0, 3600)
+    assert limits.get("nvidia.com/gpu") == gpus
+    assert pod.get("nodeSelector") == selector
+    assert ("tolerations" in pod) is tolerated
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert body["metadata"]["labels"]["trainforge.dev/attempt"] == "2"
+
+
+@pytest.mark.parametrize(("count", "expected"), [
+    (1, {"MASTER_ADDR": None, "SM_CURRENT_HOST": "algo-1"}),
+    (3, {"MASTER_ADDR": "mn-a1-0.mn", "WORLD_SIZE": "3", "NODE_RANK": "$(TRAINFORGE_HOST_INDEX)",
+         "SM_CURRENT_HOST": None, "SM_HOSTS": '["algo-1", "algo-2", "algo-3"]'}),
+])
+def test_contract_and_torchrun_env(count: int, expected: dict[str, str | None]) -> None:
+    env = _env(build_job(_job(instance={"type": "gpu-8x", "count": count}, env={"LOG_LEVEL": "info"}),
+                         "u", 1, DEFAULT_CATALOG["gpu-8x"], S, 10))
+    for key, value in expected.items():
+        assert env.get(key) == value, key
+    assert env["LOG_LEVEL"] == "info" and env["SM_NUM_GPUS"] == "8"
+    assert list(env)[0] == "TRAINFORGE_HOST_INDEX"  # defined before NODE_RANK refers to it
+
+
+def test_stagers_volumes_and_failure_file() -> None:
+    pod = build_job(_job(stopping={"gracePeriodSeconds": 45}), "u", 1, DEFAULT_CATALOG["gpu-1x"],
+                    S, 10)["spec"]["template"]["spec"]
+    stage_in, sidecar = pod["initContainers"]
+    assert stage_in["command"][-1] == "in" and "restartPolicy" not in stage_in
+    assert sidecar["command"][-1] == "sync" and sidecar["restartPolicy"] == "Always"
+    assert stage_in["image"] == "stager:1"
+    assert stage_in["envFrom"] == [{"secretRef": {"name": "s3-creds", "optional": True}}]
+    assert pod["containers"][0]["terminationMessagePath"] == "/opt/ml/output/failure"
+    assert pod["volumes"][1] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "50Gi"}}
+    assert pod["terminationGracePeriodSeconds"] == 45 + S.stage_out_seconds
+    assert pod["restartPolicy"] == "Never" and pod["subdomain"] == "mn"
+
+
+@pytest.mark.parametrize(("labels", "suspend", "want_label", "want_suspend"), [
+    ({}, False, None, False),
+    ({"kueue.x-k8s.io/queue-name": "team-a"}, True, "team-a", True),
+])
+def test_kueue_label_and_suspend(labels: dict[str, str], suspend: bool, want_label: str | None,
+                                 want_suspend: bool) -> None:
+    body = build_job(_job(labels, suspend=suspend), "u", 1, DEFAULT_CATALOG["gpu-1x"], S, 10)
+    assert body["spec"]["suspend"] is want_suspend
+    assert body["spec"]["template"]["metadata"]["labels"].get("kueue.x-k8s.io/queue-name") == want_label
+
+
+def test_service_is_headless_and_deterministic() -> None:
+    a = build_service(_job(), "u", S)
+    assert a == build_service(_job(), "u", S)
+    assert a["metadata"]["name"] == "mn" and a["spec"]["clusterIP"] == "None"
+    assert a["spec"]["selector"] == {"trainforge.dev/job-name": "mn"}
+
+
+def test_same_inputs_same_job() -> None:
+    args = (_job(instance={"type": "gpu-2x", "count": 2}), "u", 1, DEFAULT_CATALOG["gpu-2x"], S, 99)
+    assert build_job(*args) == build_job(*args)

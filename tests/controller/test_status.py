@@ -1,0 +1,145 @@
+"""status.decide: pure (TrainingJob, observed) -> status and actions, as tables."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from trainforge.instances import DEFAULT_CATALOG
+from trainforge.spec import Phase, TrainingJob
+from trainforge.spec.models import Condition
+from trainforge.staging import ArtifactURIs
+from trainforge_controller.status import Observed, decide, headline_metric, set_condition
+
+NOW = datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc)
+T0 = "2026-01-01T12:00:00Z"
+
+
+def _tj(annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None,
+        **spec: Any) -> TrainingJob:
+    return TrainingJob.model_validate({
+        "metadata": {"name": "mn", "annotations": annotations or {}},
+        "spec": {"image": "i", "instance": {"type": "gpu-8x", "count": 2}, **spec},
+        **({"status": status} if status else {})})
+
+
+def _job(attempt: int = 1, cond: str | None = None, reason: str = "", suspend: bool = False,
+         active: int = 0) -> dict[str, Any]:
+    status: dict[str, Any] = {"startTime": T0, "active": active}
+    if cond:
+        status["conditions"] = [{"type": cond, "status": "True", "reason": reason,
+                                 "lastTransitionTime": "2026-01-01T12:00:05Z"}]
+    return {"metadata": {"name": f"mn-a{attempt}", "labels": {"trainforge.dev/attempt": str(attempt)}},
+            "spec": {"suspend": suspend}, "status": status}
+
+
+def _pod(phase: str = "Running", scheduled: bool = True, trainer: str | None = "running",
+         stage_in: str = "terminated", message: str | None = None, exit_code: int = 0) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": [
+        {"type": "PodScheduled", "status": "True" if scheduled else "False",
+         "message": None if scheduled else "0/6 nodes are available: 6 Insufficient nvidia.com/gpu."}]}
+    if trainer:
+        state: dict[str, Any] = {trainer: {}}
+        if trainer == "terminated":
+            state = {"terminated": {"exitCode": exit_code, "message": message, "reason": "Error"}}
+        status["containerStatuses"] = [{"name": "trainer", "state": state}]
+    status["initContainerStatuses"] = [{"name": "stage-in", "state": {stage_in: {"exitCode": 0}}}]
+    return {"metadata": {"name": "p"}, "spec": {"nodeName": "n" if scheduled else None}, "status": status}
+
+
+def _obs(**kw: Any) -> Observed:
+    return Observed(now=NOW, instance=DEFAULT_CATALOG["gpu-8x"],
+                    artifacts=ArtifactURIs.for_job("s3://out/", "mn"), **kw)
+
+
+@pytest.mark.parametrize(("jobs", "pods", "phase", "message_part"), [
+    ([_job(suspend=True)], [], Phase.QUEUED, "suspended"),
+    ([_job()], [], Phase.PENDING, "waiting for pods"),
+    ([_job()], [_pod(scheduled=False, phase="Pending", trainer=None)], Phase.QUEUED, "Insufficient nvidia.com/gpu"),
+    ([_job()], [_pod(trainer="waiting", stage_in="running")], Phase.STAGING, "downloading"),
+    ([_job()], [_pod(), _pod(trainer="waiting", stage_in="running")], Phase.STAGING, ""),
+    ([_job()], [_pod(), _pod()], Phase.TRAINING, "training"),
+    ([_job()], [_pod(trainer="terminated")], Phase.UPLOADING, "uploading"),
+    ([_job(cond="Complete")], [], Phase.COMPLETED, "finished"),
+    ([_job(cond="Failed", reason="DeadlineExceeded")], [], Phase.FAILED, "MaxRuntimeExceeded"),
+])
+def test_phase_table(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], phase: Phase,
+                     message_part: str) -> None:
+    d = decide(_tj(), _obs(jobs=jobs, pods=pods))
+    assert d.status.phase == phase
+    assert message_part in d.status.message
+    assert d.create_attempt is None
+
+
+def test_first_pass_creates_attempt_one_with_full_deadline() -> None:
+    d = decide(_tj(stopping={"maxRuntimeSeconds": 600}), _obs())
+    assert (d.create_attempt, d.deadline_seconds, d.status.phase) == (1, 600, Phase.PENDING)
+
+
+def test_unknown_instance_type_is_terminal() -> None:
+    d = decide(_tj(), Observed(now=NOW, instance_error="unknown instance type 'x' (known: a)"))
+    assert d.status.phase == Phase.FAILED and d.create_attempt is None
+    assert d.status.failure_reason == "unknown instance type 'x' (known: a)"
+    assert d.events[0][0] == "Warning"
+
+
+@pytest.mark.parametrize(("max_attempts", "create", "phase", "reason"), [
+    (3, 2, Phase.PENDING, None),
+    (1, None, Phase.FAILED, "CUDA OOM"),
+])
+def test_failure_retries_then_fails_with_the_failure_file(
+    max_attempts: int, create: int | None, phase: Phase, reason: str | None,
+) -> None:
+    d = decide(_tj(retry={"maxAttempts": max_attempts}, stopping={"maxRuntimeSeconds": 100}),
+               _obs(jobs=[_job(cond="Failed", reason="BackoffLimitExceeded")],
+                    pods=[_pod(phase="Failed", trainer="terminated", exit_code=1, message="CUDA OOM\n")]))
+    assert (d.create_attempt, d.status.phase, d.status.failure_reason) == (create, phase, reason)
+    if create:
+        assert d.deadline_seconds == 95 and d.status.attempts == 2  # 5 s used by attempt 1
+
+
+def test_exit_code_without_failure_file() -> None:
+    d = decide(_tj(), _obs(jobs=[_job(cond="Failed")],
+                           pods=[_pod(phase="Failed", trainer="terminated", exit_code=137)]))
+    assert d.status.failure_reason == "trainer exited with code 137 (Error) and wrote no failure file"
+
+
+@pytest.mark.parametrize(("job", "suspend", "phase"), [
+    (_job(active=2), "mn-a1", Phase.PENDING),          # pods still stopping
+    (_job(suspend=True, active=0), None, Phase.STOPPED),
+    (_job(cond="Failed"), None, Phase.STOPPED),
+])
+def test_stop_annotation(job: dict[str, Any], suspend: str | None, phase: Phase) -> None:
+    d = decide(_tj({"trainforge.dev/stop": "true"}), _obs(jobs=[job]))
+    assert (d.suspend_job, d.status.phase) == (suspend, phase)
+
+
+def test_completed_records_metrics_artifacts_and_billable_seconds() -> None:
+    art = ArtifactURIs.for_job("s3://out/", "mn")
+    d = decide(_tj(metrics=[{"name": "acc", "regex": "acc=(.*)"}]),
+               _obs(jobs=[_job(cond="Complete")], final_metrics={"loss": 0.1, "acc": 0.9},
+                    stored=frozenset({art.model, art.metrics})))
+    s = d.status
+    assert s.final_metrics == {"loss": 0.1, "acc": 0.9}
+    assert (s.artifacts.model, s.artifacts.output, s.artifacts.metrics) == (art.model, None, art.metrics)
+    assert s.billable_seconds == 10  # 5 s x 2 hosts
+    assert s.start_time == T0 and s.end_time is not None
+    assert headline_metric(_tj(metrics=[{"name": "acc", "regex": "acc=(.*)"}]), s.final_metrics) == "acc=0.9"
+
+
+def test_finished_status_is_kept() -> None:
+    tj = _tj(status={"phase": "Completed", "message": "done"})
+    d = decide(tj, _obs(jobs=[_job(cond="Failed")]))
+    assert d.status.phase == Phase.COMPLETED and d.create_attempt is None and not d.events
+
+
+def test_condition_keeps_last_transition_time_when_only_the_message_changes() -> None:
+    first = set_condition([], "Scheduled", "False", "Unschedulable", "a", NOW)
+    later = NOW + timedelta(minutes=1)
+    same = set_condition(first, "Scheduled", "False", "Unschedulable", "b", later)
+    flipped = set_condition(same, "Scheduled", "True", "Scheduled", "ok", later)
+    assert same[0].last_transition_time == first[0].last_transition_time and same[0].message == "b"
+    assert flipped[0].last_transition_time == "2026-01-01T12:01:10Z"
+    assert isinstance(flipped[0], Condition)
