@@ -1,0 +1,182 @@
+"""The Kubernetes backend: a TrainingJob custom resource per job; the
+controller (``controller/``) does the rest. The only SDK module that imports
+``kubernetes``; API errors are mapped to trainforge's errors here.
+
+Options: ``namespace`` (default: the kubeconfig context's, else ``default``),
+``context``, ``kubeconfig``, ``output`` (default artifact root) and
+``data_root`` (where local data given to submit_job is uploaded).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..config import Settings
+from ..errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
+from ..metrics import MetricRecord
+from ..spec import TrainingJob
+from ..staging import ArtifactURIs
+from ..storage import open_store
+
+GROUP, VERSION, PLURAL = "trainforge.dev", "v1alpha1", "trainingjobs"
+STOP_ANNOTATION = "trainforge.dev/stop"
+JOB_NAME_LABEL = "trainforge.dev/job-name"
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, namespace: str | None = None, context: str | None = None,
+                 kubeconfig: str | None = None, output: str | None = None,
+                 data_root: str | None = None, api_client: Any = None):
+        from kubernetes import client, config
+
+        self.settings = settings
+        self._output = output or os.environ.get("TRAINFORGE_K8S_OUTPUT", "s3://trainforge/jobs/")
+        self._data_root = data_root or os.environ.get("TRAINFORGE_K8S_DATA_ROOT", "s3://trainforge/data/")
+        if api_client is None:
+            try:
+                api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+                if namespace is None:
+                    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+                    if context:
+                        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+                        active = next((c for c in contexts if c["name"] == context), active)
+                    namespace = (active or {}).get("context", {}).get("namespace")
+            except config.ConfigException as exc:
+                raise BackendError(f"kubernetes backend: cannot load kubeconfig: {exc}") from exc
+        self.namespace = namespace or "default"
+        self._client = client
+        self.api = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    # -- errors at the boundary ----------------------------------------------
+    def _error(self, exc: Any, name: str, doing: str) -> TrainforgeError:
+        where = f"{self.namespace}/{name}"
+        if exc.status == 404:
+            return JobNotFound(f"training job {where} not found")
+        if exc.status == 422:
+            return SpecError([SpecIssue("spec", _api_message(exc))], source=where)
+        if exc.status == 409:
+            return BackendError(f"training job {where} already exists")
+        return BackendError(f"{doing} {where}: {exc.status} {exc.reason}: {_api_message(exc)}")
+
+    # -- the protocol ----------------------------------------------------------
+    def submit(self, job: TrainingJob) -> None:
+        body = job.to_dict()
+        body.pop("status", None)
+        body["metadata"]["namespace"] = self.namespace
+        try:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        except self._client.ApiException as exc:
+            raise self._error(exc, job.name, "creating") from exc
+
+    def _raw(self, name: str) -> dict[str, Any]:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        except self._client.ApiException as exc:
+            raise self._error(exc, name, "reading") from exc
+
+    def get(self, name: str) -> TrainingJob:
+        return _from_wire(self._raw(name))
+
+    def list(self) -> list[TrainingJob]:
+        try:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"]
+        except self._client.ApiException as exc:
+            raise self._error(exc, "*", "listing") from exc
+        return sorted((_from_wire(i) for i in items), key=lambda j: j.name)
+
+    def _artifacts(self, job: TrainingJob) -> ArtifactURIs:
+        return ArtifactURIs.for_job(job.spec.output.uri if job.spec.output else self._output, job.name)
+
+    def logs(self, name: str, follow: bool = False) -> Iterator[str]:
+        """The trainer's log from its pods while they exist; afterwards the
+        archived logs (``<output>/<job>/logs/``) from the object store."""
+        seen = 0
+        while True:
+            job = self.get(name)
+            lines = self._pod_lines(name)
+            if lines is None:
+                lines = self._archived_lines(job)
+            yield from lines[seen:]
+            seen = max(seen, len(lines))
+            if not follow or (job.status is not None and job.status.phase.finished):
+                return
+            time.sleep(1.0)
+
+    def _pod_lines(self, name: str) -> list[str] | None:
+        try:
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+        except self._client.ApiException as exc:
+            raise self._error(exc, name, "listing pods of") from exc
+        if not pods:
+            return None
+        latest = max(pods, key=lambda p: int((p.metadata.labels or {}).get("trainforge.dev/attempt", "0")))
+        try:
+            text = self.core.read_namespaced_pod_log(latest.metadata.name, self.namespace, container="trainer")
+        except self._client.ApiException:
+            return None  # no kubelet to ask (or the pod is gone): fall back to the archive
+        return text.splitlines()
+
+    def _archived_lines(self, job: TrainingJob) -> list[str]:
+        prefix = self._artifacts(job).logs
+        try:
+            store = open_store(prefix, self.settings)
+            lines: list[str] = []
+            for info in sorted(store.list(prefix), key=lambda o: o.key):
+                lines.extend(store.read_bytes(info.uri).decode("utf-8", "replace").splitlines())
+            return lines
+        except TrainforgeError:
+            return []
+
+    def metrics(self, name: str) -> list[MetricRecord]:
+        job = self.get(name)
+        uri = (job.status.artifacts.metrics if job.status and job.status.artifacts.metrics
+               else self._artifacts(job).metrics)
+        store = open_store(uri, self.settings)
+        if not store.exists(uri):
+            return []
+        records = []
+        for line in store.read_bytes(uri).decode("utf-8", "replace").splitlines():
+            if line.strip():
+                try:
+                    records.append(MetricRecord.from_json(line))
+                except ValueError:
+                    continue
+        return records
+
+    def stop(self, name: str) -> None:
+        patch = {"metadata": {"annotations": {STOP_ANNOTATION: "true"}}}
+        try:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)
+        except self._client.ApiException as exc:
+            raise self._error(exc, name, "stopping") from exc
+
+    def default_output(self) -> str:
+        return self._output
+
+    def default_data_root(self) -> str:
+        return self._data_root
+
+
+def _from_wire(raw: dict[str, Any]) -> TrainingJob:
+    meta = raw["metadata"]
+    return TrainingJob.model_validate({
+        "apiVersion": raw["apiVersion"], "kind": raw["kind"],
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+        "spec": raw["spec"], "status": raw.get("status") or {},
+    })
+
+
+def _api_message(exc: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body).get("message", exc.body))
+    except (TypeError, ValueError):
+        return str(exc.body or exc.reason)
