@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from trainforge import contract
 from trainforge.contract import HostInfo, Layout, contract_env, env_name, host_names
 from trainforge.instances import DEFAULT_CATALOG, InstanceType, lookup

@@ -4,7 +4,6 @@ the metric series of a job is merged (merge_records)."""
 from __future__ import annotations
 
 import pytest
-
 from trainforge.backends.local.lifecycle import AttemptEnd, Verdict, judge
 from trainforge.backends.local.records import merge_records
 from trainforge.metrics import MetricRecord
@@ -22,8 +21,8 @@ JUDGE = [
     (AttemptEnd(1, failure_text="ValueError: bad lr"), 2, 2, Phase.FAILED, "ValueError: bad lr"),
     (AttemptEnd(3), 1, 1, Phase.FAILED, "trainer exited with code 3 and wrote no failure file"),
     (AttemptEnd(3, last_output="ModuleNotFoundError: No module named 'tensorflow'"), 1, 1, Phase.FAILED,
-     "trainer exited with code 3 and wrote no failure file; "
-     "last output line: ModuleNotFoundError: No module named 'tensorflow'"),
+     ("trainer exited with code 3 and wrote no failure file; "
+      "last output line: ModuleNotFoundError: No module named 'tensorflow'")),
     (AttemptEnd(-9), 1, 1, Phase.FAILED, "trainer was killed by signal 9 (exit code -9)"),
     (AttemptEnd(137), 1, 1, Phase.FAILED, "trainer was killed by signal 9 (exit code 137)"),
     (AttemptEnd(None), 1, 1, Phase.FAILED, "trainer ended without an exit code"),

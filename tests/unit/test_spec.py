@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from trainforge.errors import SpecError
 from trainforge.spec import (
-    Phase, TrainingJob, field_path, json_schema, load_job, openapi_schema, parse_job, parse_text,
+    Phase,
+    TrainingJob,
+    field_path,
+    json_schema,
+    load_job,
+    openapi_schema,
+    parse_job,
+    parse_text,
 )
 from trainforge.spec.schema import status_schema
 

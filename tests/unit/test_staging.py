@@ -10,13 +10,18 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from trainforge.contract import HostInfo, Layout
 from trainforge.errors import ObjectNotFound
 from trainforge.spec import TrainingJob, parse_job
 from trainforge.staging import (
-    ArtifactURIs, channel_uri, download_model, restore_checkpoints, stage_in, stage_out_model,
-    sync_checkpoints, write_config_files,
+    ArtifactURIs,
+    channel_uri,
+    download_model,
+    restore_checkpoints,
+    stage_in,
+    stage_out_model,
+    sync_checkpoints,
+    write_config_files,
 )
 from trainforge.storage import open_store
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from trainforge.uris import StorageURI, parse_uri
 
 
