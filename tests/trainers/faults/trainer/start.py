@@ -1,0 +1,59 @@
+"""A stdlib-only trainer that fails on purpose, for the local backends' fault
+tests. What it does is chosen by the hyperparameter ``action``:
+
+    ok        print metric lines, write a model and output data, exit 0
+    exit      print a line, exit with ``code`` (default 3), no failure file
+    failure   write ``message`` to the failure file, exit 1
+    signal    kill itself with ``signal`` (default 9, SIGKILL)
+    sleep     print "sleeping", sleep ``seconds`` (default 60); SIGTERM ends it
+              at once with exit 143 unless ``ignore_sigterm`` is "true"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+
+def main() -> int:
+    hp = json.loads(os.environ.get("SM_HPS", "{}"))
+    action = hp.get("action", "ok")
+    print(f"faults trainer: action={action} attempt={os.environ.get('TRAINFORGE_ATTEMPT')}", flush=True)
+    if action == "ok":
+        for step in (1, 2):
+            print(f"step={step} loss={1.0 / step:.3f}", flush=True)
+        os.makedirs(os.environ["SM_MODEL_DIR"], exist_ok=True)
+        with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+            f.write("a model\n")
+        return 0
+    if action == "exit":
+        print("about to exit without a failure file", flush=True)
+        return int(hp.get("code", "3"))
+    if action == "failure":
+        os.makedirs(os.environ["SM_OUTPUT_DIR"], exist_ok=True)
+        with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
+            f.write(hp.get("message", "the trainer says why"))
+        return 1
+    if action == "signal":
+        os.kill(os.getpid(), int(hp.get("signal", "9")))
+        time.sleep(10)
+        return 0
+    if action == "sleep":
+        if hp.get("ignore_sigterm") == "true":
+            signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+        else:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        print("sleeping", flush=True)
+        deadline = time.monotonic() + float(hp.get("seconds", "60"))
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 0
+    print(f"unknown action {action!r}", file=sys.stderr, flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
