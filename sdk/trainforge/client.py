@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, get_backend
+from .backends.base import Validating
 from .errors import JobFailed, SpecError, SpecIssue
 from .spec import Phase, TrainingJob, TrainingJobStatus, parse_job
 from .staging import channel_uri, download_model
@@ -175,7 +176,9 @@ def submit_job(
     if max_attempts is not None:
         spec["retry"] = {"maxAttempts": max_attempts}
     # Validate everything but the data before uploading anything.
-    chosen.validate(parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec}))
+    draft = parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec})
+    if isinstance(chosen, Validating):
+        chosen.validate(draft)
     spec["inputs"] = _resolve_data(data, job.name, chosen, progress)
     handle = submit({"metadata": {**metadata, "name": job.name}, "spec": spec}, backend=chosen)
     if wait:

@@ -7,7 +7,7 @@ name; the client (``trainforge.client``) only ever talks to this protocol.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..metrics import MetricRecord
 from ..spec import TrainingJob, TrainingJobStatus
@@ -15,10 +15,6 @@ from ..spec import TrainingJob, TrainingJobStatus
 
 class Backend(Protocol):
     name: str
-
-    def validate(self, job: TrainingJob) -> None:
-        """Raise SpecError/BackendError for what this backend can tell is wrong with
-        the job (instance type, image, its own state) before any data is uploaded."""
 
     def submit(self, job: TrainingJob) -> None:
         """Start the job; raises SpecError/BackendError before anything is created."""
@@ -41,6 +37,15 @@ class Backend(Protocol):
 
     def default_data_root(self) -> str:
         """Where local data passed to submit_job is uploaded."""
+
+
+@runtime_checkable
+class Validating(Protocol):
+    """Optional capability: check a job before any data is uploaded for it."""
+
+    def validate(self, job: TrainingJob) -> None:
+        """Raise SpecError/BackendError for what this backend can tell is wrong with
+        the job (instance type, image, its own state)."""
 
 
 def finished(status: TrainingJobStatus | None) -> bool:
