@@ -3,9 +3,33 @@ with a local mode that needs no cluster and no server."""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .client import Job, get_job, list_jobs, submit, submit_job
-from .errors import JobFailed, SpecError, TrainforgeError
+# The SDK is imported on first use of a name, so ``from trainforge import
+# runtime`` inside a trainer stays standard-library only (no pydantic, boto3).
+_EXPORTS = {
+    "Job": "client", "get_job": "client", "list_jobs": "client", "submit": "client", "submit_job": "client",
+    "JobFailed": "errors", "SpecError": "errors", "TrainforgeError": "errors",
+}
 
 __all__ = ["Job", "JobFailed", "SpecError", "TrainforgeError", "get_job", "list_jobs", "submit", "submit_job"]
+
+if TYPE_CHECKING:
+    from .client import Job, get_job, list_jobs, submit, submit_job
+    from .errors import JobFailed, SpecError, TrainforgeError
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
