@@ -18,7 +18,7 @@ def get_backend(name: str | None = None, settings: Settings | None = None, **opt
 
         return LocalBackend(name, settings, **options)
     if name == "kubernetes":
-        from .kubernetes import KubernetesBackend  # type: ignore[import-not-found]
+        from .kubernetes import KubernetesBackend
 
         return KubernetesBackend(settings, **options)  # type: ignore[no-any-return]
     raise ValueError(f"unknown backend {name!r} (expected process, container or kubernetes)")
