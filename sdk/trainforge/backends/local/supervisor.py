@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -77,6 +78,11 @@ class Supervisor:
         layout = self.jobdir.layout
         write_config_files(self.job, layout, host)
         Path(layout.failure_file).unlink(missing_ok=True)  # a stale one would blame this attempt
+        if attempt > 1:
+            # What a failed attempt left in model/ and output/data/ must not ship with a later one.
+            for folder in (layout.model_dir, layout.output_data_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+                os.makedirs(folder, exist_ok=True)
         if attempt == 1:
             self.set_phase(Phase.STAGING, "downloading input channels")
             stage_in(self.job, layout, host)
