@@ -304,6 +304,14 @@ def test_regex_metrics_and_a_model_from_a_plain_trainer(home: Path, tmp_path: Pa
     assert status.artifacts.output is None  # the trainer wrote no output data
 
 
+def test_a_failed_attempts_leftovers_do_not_ship_with_a_retry(home: Path, tmp_path: Path) -> None:
+    job = trainforge.submit_job(str(FAULTS), hparams=faults("partial"), max_attempts=2)
+    status = job.wait(timeout=60)
+    assert status.attempts == 2
+    assert sorted(p.name for p in job.download_model(tmp_path / "m").iterdir()) == ["model.txt"]
+    assert status.artifacts.output is None  # attempt 1's output data is gone with it
+
+
 def test_sagemaker_trainer_runs_unchanged(home: Path, tmp_path: Path) -> None:
     data = tmp_path / "rows.csv"
     data.write_text("x,y\n1,2\n3,4\n")

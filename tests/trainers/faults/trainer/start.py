@@ -5,6 +5,8 @@ tests. What it does is chosen by the hyperparameter ``action``:
     exit      print a line, exit with ``code`` (default 3), no failure file
     failure   write ``message`` to the failure file, exit 1
     signal    kill itself with ``signal`` (default 9, SIGKILL)
+    partial   on attempt 1: leave files in the model and output data folders,
+              then fail; on later attempts: as ``ok``
     sleep     print "sleeping", sleep ``seconds`` (default 60); SIGTERM ends it
               at once with exit 143 unless ``ignore_sigterm`` is "true"
 """
@@ -22,7 +24,15 @@ def main() -> int:
     hp = json.loads(os.environ.get("SM_HPS", "{}"))
     action = hp.get("action", "ok")
     print(f"faults trainer: action={action} attempt={os.environ.get('TRAINFORGE_ATTEMPT')}", flush=True)
-    if action == "ok":
+    if action == "partial" and os.environ.get("TRAINFORGE_ATTEMPT") == "1":
+        for folder, name in ((os.environ["SM_MODEL_DIR"], "partial.txt"),
+                             (os.environ["SM_OUTPUT_DATA_DIR"], "partial.csv")):
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, name), "w") as f:
+                f.write("half\n")
+        print("wrote partial files; failing", flush=True)
+        return 1
+    if action in ("ok", "partial"):
         for step in (1, 2):
             print(f"step={step} loss={1.0 / step:.3f}", flush=True)
         os.makedirs(os.environ["SM_MODEL_DIR"], exist_ok=True)
