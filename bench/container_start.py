@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def build_images(client: Any, base_image: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp)
         (context / "Dockerfile").write_text(TRAINER_DOCKERFILE)
-        subprocess.run(["cp", "-r", str(TRAINER / "trainer"), str(context / "trainer")], check=True)
+        shutil.copytree(TRAINER / "trainer", context / "trainer")
         build(context, IMAGE_TAG, client=client, output=None, build_args={"BASE_IMAGE": BASE_TAG})
     print(f"images built in {time.perf_counter() - started:.1f} s (cached layers are reused)")
 
@@ -110,14 +111,13 @@ def run(repeats: int) -> None:
     from trainforge.images import connect
 
     engine = None
+    folder = Path(tempfile.mkdtemp(prefix="tf-bench-"))
     if not os.environ.get("DOCKER_HOST"):
         from tests.infra.podman_engine import start_podman
 
-        folder = Path(tempfile.mkdtemp(prefix="tf-bench-podman-"))
-        engine = start_podman(folder / "run", folder / "logs")
+        engine = start_podman(folder / "podman", folder / "logs")
         os.environ["DOCKER_HOST"] = engine.docker_host
-    home = tempfile.mkdtemp(prefix="tf-bench-home-")
-    os.environ["TRAINFORGE_HOME"] = home
+    os.environ["TRAINFORGE_HOME"] = str(folder / "home")
     client = connect()
     try:
         version = client.version()
@@ -155,6 +155,7 @@ def run(repeats: int) -> None:
         client.close()
         if engine is not None:
             engine.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
