@@ -19,7 +19,7 @@ import trainforge
 from trainforge.backends import get_backend
 from trainforge.backends.local.container import LABEL_JOB
 from trainforge.config import load_settings
-from trainforge.errors import EngineUnavailable, ImageNotFound
+from trainforge.errors import BackendError, EngineUnavailable, ImageNotFound
 from trainforge.examples import write_digits_dataset
 from trainforge.spec import Phase
 
@@ -237,16 +237,16 @@ def test_the_failure_file_and_a_nonzero_exit_give_the_failure_reason(
         job.wait(timeout=5)
 
 
-def test_gpu_instance_on_podman_fails_with_the_fix_or_runs_on_cpu_when_allowed(
+def test_gpu_instance_on_podman_is_refused_at_submit_or_runs_on_cpu_when_allowed(
     example_images: dict[str, str], job_env: Any, tmp_path: Path,
 ) -> None:
     train = _csv_channel(job_env, tmp_path, [(1, 2), (3, 4)])
-    job = trainforge.submit_job(example_images["sagemaker-compat"], data={"train": train},
-                                backend="container", instance="gpu-1x", output=job_env.uri("models/"))
-    status = job.wait(timeout=120, raise_on_failure=False)
-    assert status.phase == Phase.FAILED
-    assert "asks for 1 GPU(s), but Podman's Docker API does not pass GPUs" in (status.failure_reason or "")
-    assert "on_missing_gpus='cpu'" in (status.failure_reason or "")
+    with pytest.raises(BackendError) as raised:
+        trainforge.submit_job(example_images["sagemaker-compat"], data={"train": train},
+                              backend="container", instance="gpu-1x", output=job_env.uri("models/"))
+    assert "asks for 1 GPU(s), but Podman's Docker API does not pass GPUs" in str(raised.value)
+    assert "on_missing_gpus='cpu'" in str(raised.value)
+    assert trainforge.list_jobs(backend="container") == []
 
     cpu = get_backend("container", on_missing_gpus="cpu")
     job = trainforge.submit_job(example_images["sagemaker-compat"], data={"train": train}, backend=cpu,

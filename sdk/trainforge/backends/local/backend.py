@@ -77,6 +77,9 @@ class LocalBackend:
         if issues:
             raise SpecError(issues)
         self.launcher.check(job.spec.image)
+        check_gpus = getattr(self.launcher, "check_gpus", None)  # optional capability
+        if check_gpus is not None:
+            check_gpus(lookup(job.spec.instance.type).gpus)
         self._check_home()
 
     def _check_home(self) -> None:

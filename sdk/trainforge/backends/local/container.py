@@ -283,6 +283,12 @@ class ContainerLauncher:
         except requests.exceptions.RequestException as exc:
             raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
 
+    def check_gpus(self, gpus: int) -> None:
+        """At submit: BackendError if the job wants GPUs this engine cannot give
+        (Podman's Docker API); Docker's refusal can only be seen at launch."""
+        if gpus > 0 and self.on_missing_gpus == "error" and self._is_podman():
+            self._without_gpus({}, _podman_gpus(gpus))
+
     def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> _Container:
 
         run_dir = run_dir.resolve()
@@ -296,8 +302,7 @@ class ContainerLauncher:
         notes: list[str] = []
         device_requests = None
         if gpus > 0:
-            problem = (f"the job asks for {gpus} GPU(s), but Podman's Docker API does not pass GPUs to "
-                       "containers" if self._is_podman() else None)
+            problem = _podman_gpus(gpus) if self._is_podman() else None
             if problem is None:
                 device_requests = [docker.types.DeviceRequest(count=gpus, capabilities=[["gpu"]])]
             else:
@@ -356,6 +361,10 @@ class ContainerLauncher:
                 "backend option on_missing_gpus='cpu' to run GPU jobs on the CPU")
         note = f"trainforge: warning: {problem}; running on the CPU (on_missing_gpus='cpu')"
         return {**env, "SM_NUM_GPUS": "0"}, [note]
+
+
+def _podman_gpus(gpus: int) -> str:
+    return f"the job asks for {gpus} GPU(s), but Podman's Docker API does not pass GPUs to containers"
 
 
 def _gpu_refusal(exc: Any) -> bool:
