@@ -75,3 +75,18 @@ def test_schema_command_prints_the_json_schema(runner: CliRunner) -> None:
     result = runner.invoke(main, ["schema"])
     schema = json.loads(result.output)
     assert "spec" in schema["properties"] and "metadata" in schema["required"]
+
+
+def test_init_writes_a_project_and_refuses_to_overwrite(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["init", "my-model", "--dir", str(tmp_path / "proj")])
+    assert result.exit_code == 0, result.output
+    for name in ("trainer/start.py", "Dockerfile", "job.json", ".dockerignore", "README.md"):
+        assert (tmp_path / "proj" / name).is_file(), name
+    again = runner.invoke(main, ["init", "my-model", "--dir", str(tmp_path / "proj")])
+    assert again.exit_code != 0 and "not empty" in again.output
+
+
+def test_build_without_dockerfile_names_the_file(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["build", str(tmp_path), "-t", "x:1"])
+    assert result.exit_code != 0
+    assert "Dockerfile" in result.output

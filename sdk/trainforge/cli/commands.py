@@ -215,3 +215,43 @@ def quickstart(epochs: int, example_dir: Path | None, plot: Path) -> None:
     result = run_quickstart(epochs=epochs, example_dir=example_dir, plot=plot, console=err)
     if result.phase != "Completed":
         sys.exit(EXIT_JOB_FAILED)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where to create it (default: ./NAME)")
+@click.option("--base-image", default=None, help="the image the Dockerfile starts FROM")
+@handle_errors
+def init(name: str, directory: Path | None, base_image: str | None) -> None:
+    """Write a ready trainer project: trainer/start.py, Dockerfile, job.json, README."""
+    from ..scaffold import init as scaffold
+
+    target = scaffold(name, directory, **({"base_image": base_image} if base_image else {}))
+    err.print(f"created {target}: build it with [bold]trainforge build {target} -t {name}:latest[/]")
+    out.print(str(target), markup=False)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("-t", "--tag", required=True, help="image tag, e.g. registry.example.com/team/mnist:1.2")
+@click.option("-f", "--file", "dockerfile", default=None, help="Dockerfile relative to DIRECTORY")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE")
+@click.option("--push", is_flag=True, help="push the image after the build")
+@click.option("--no-cache", is_flag=True)
+@handle_errors
+def build(directory: Path, tag: str, dockerfile: str | None, build_args: tuple[str, ...], push: bool,
+          no_cache: bool) -> None:
+    """Build (and push) a trainer image with Docker or Podman (DOCKER_HOST)."""
+    from ..images import build as build_image
+
+    args: dict[str, str] = {}
+    for item in build_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--build-arg")
+        args[key] = value
+    built = build_image(directory, tag, dockerfile=dockerfile, build_args=args, push=push, no_cache=no_cache,
+                        output=lambda line: err.print(line, markup=False))
+    err.print(f"built {built.tag or built.id}" + (f" and pushed {built.digest}" if built.digest else ""))
+    out.print(built.tag or built.id, markup=False)
