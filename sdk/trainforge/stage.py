@@ -35,8 +35,12 @@ def _job(env: Mapping[str, str]) -> TrainingJob:
 
 
 def _host(job: TrainingJob, env: Mapping[str, str]) -> HostInfo:
+    """This host: the Indexed Job's completion index (JOB_COMPLETION_INDEX, or the
+    TRAINFORGE_HOST_INDEX the builder takes from the pod's label), 0 when unset."""
     hosts = host_names(job.name, job.spec.instance.count)
-    index = int(env.get("JOB_COMPLETION_INDEX", "0"))
+    index = int(env.get("JOB_COMPLETION_INDEX") or env.get("TRAINFORGE_HOST_INDEX") or "0")
+    if not 0 <= index < len(hosts):
+        raise ValueError(f"host index {index} is outside the job's {len(hosts)} host(s)")
     return HostInfo(current_host=hosts[index], hosts=hosts)
 
 
