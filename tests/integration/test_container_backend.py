@@ -218,6 +218,29 @@ def test_the_sagemaker_compat_trainer_runs_unchanged(
     assert json.loads((model / "model.json").read_text())["mean"] == pytest.approx(5.0)
 
 
+def test_fastfile_channels_of_the_embedded_store_resolve_inside_the_container(
+    example_images: dict[str, str], job_env: Any, tmp_path: Path,
+) -> None:
+    from trainforge.storage import open_store
+
+    folder = tmp_path / "table"
+    folder.mkdir()
+    (folder / "part-0.csv").write_text("x,y\n1,10\n2,20\n")
+    uri = "local://datasets/linked/train/"
+    store = open_store(uri)
+    store.ensure_bucket(uri)
+    store.upload_dir(str(folder), uri)
+    job = trainforge.submit({"metadata": {"generateName": "fastfile-"}, "spec": {
+        "image": example_images["sagemaker-compat"],
+        "inputs": [{"channel": "train", "uri": uri, "mode": "FastFile"}],
+        "metrics": [{"name": "mean", "regex": "mean=([0-9.]+)"}],
+    }}, backend="container")
+    status = job.wait(timeout=120)
+    assert status.final_metrics == {"mean": pytest.approx(15.0)}
+    channel = load_settings().jobs_root / job.name / "run" / "input" / "data" / "train"
+    assert channel.is_symlink()  # linked, not copied, and still readable in the container
+
+
 def test_the_failure_file_and_a_nonzero_exit_give_the_failure_reason(
     example_images: dict[str, str], job_env: Any, tmp_path: Path, docker_client: Any,
 ) -> None:

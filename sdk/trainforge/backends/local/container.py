@@ -21,11 +21,13 @@ What a container gets (SageMaker's ``docker run <image> train``):
   --gpus N`` sends them (Docker with the NVIDIA Container Toolkit). An engine
   that cannot give GPUs is a clear error naming the fix, never a silent CPU
   run: Podman's Docker API ignores ``DeviceRequests``, so with Podman a GPU
-  instance type fails at launch; Docker without the toolkit refuses the request
-  and we report why. ``on_missing_gpus="cpu"`` runs such jobs on the CPU
+  instance type is refused at submit; Docker without the toolkit refuses the
+  request at launch, and the job fails saying why. ``on_missing_gpus="cpu"`` runs such jobs on the CPU
   instead, with a warning in the job's log and ``SM_NUM_GPUS=0``.
 - labels ``trainforge.dev/job``, ``trainforge.dev/attempt`` and
-  ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt.
+  ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt;
+- FastFile channels of the embedded store are symlinks in the run directory:
+  each target is mounted read-only at its own path, so the link resolves.
 
 Options (``get_backend("container", **options)``, kept in the job's folder so
 the supervisor uses the same): ``docker_host``, ``shm_size``, ``user``,
