@@ -241,6 +241,18 @@ def test_fastfile_channels_of_the_embedded_store_resolve_inside_the_container(
     assert channel.is_symlink()  # linked, not copied, and still readable in the container
 
 
+def test_the_user_option_runs_the_trainer_as_that_user(
+    example_images: dict[str, str], job_env: Any, tmp_path: Path,
+) -> None:
+    train = _csv_channel(job_env, tmp_path, [(1, 2)])
+    backend = get_backend("container", user="4242:4343")
+    job = trainforge.submit_job(example_images["sagemaker-compat"], data={"train": train}, backend=backend,
+                                output=job_env.uri("models/"))
+    assert job.wait(timeout=120).phase == Phase.COMPLETED
+    written = load_settings().jobs_root / job.name / "run" / "model" / "model.json"
+    assert (written.stat().st_uid, written.stat().st_gid) == (4242, 4343)
+
+
 def test_the_failure_file_and_a_nonzero_exit_give_the_failure_reason(
     example_images: dict[str, str], job_env: Any, tmp_path: Path, docker_client: Any,
 ) -> None:

@@ -108,6 +108,11 @@ def test_bad_launcher_options_are_named(options: dict[str, str], field: str) -> 
         ContainerLauncher(**options)
 
 
+def test_unknown_launcher_options_are_named_with_the_known_ones() -> None:
+    with pytest.raises(BackendError, match=r"unknown container backend option\(s\) gpu, shm \(known: docker_host"):
+        ContainerLauncher(shm="1g", gpu="all")  # type: ignore[arg-type]
+
+
 def test_constructing_the_launcher_needs_no_engine() -> None:
     launcher = ContainerLauncher(docker_host="unix:///nonexistent.sock", init="false", shm_size="2g")
     assert launcher.layout(Path("/anywhere")).root == "/opt/ml"

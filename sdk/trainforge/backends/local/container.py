@@ -210,7 +210,12 @@ class ContainerLauncher:
         pull: str = "missing",
         on_missing_gpus: str = "error",
         init: str | bool = True,
+        **unknown: Any,
     ):
+        if unknown:
+            known = "docker_host, shm_size, user, volumes, pull, on_missing_gpus, init"
+            raise BackendError(f"unknown container backend option(s) {', '.join(sorted(unknown))} "
+                               f"(known: {known})")
         if pull not in ("missing", "never"):
             raise BackendError(f"container backend option pull: expected 'missing' or 'never', got {pull!r}")
         if on_missing_gpus not in ("error", "cpu"):
