@@ -25,7 +25,11 @@ from .contract import HostInfo, Layout, host_names
 from .errors import TrainforgeError
 from .spec import TrainingJob
 from .staging import (
-    ArtifactURIs, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
+    ArtifactURIs,
+    restore_checkpoints,
+    stage_in,
+    stage_out_model,
+    sync_checkpoints,
 )
 from .storage import open_store
 
@@ -56,16 +60,25 @@ def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo) -> None:
 
 def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str) -> None:
     """Checkpoints from every host; model, output and metrics from the first.
-    The model is uploaded only when the trainer wrote no failure file."""
+    The model is uploaded only when the trainer wrote no failure reason. An empty
+    failure file is none: on Kubernetes it is the trainer's terminationMessagePath,
+    whose mount point the container runtime creates, empty, in the shared volume."""
     sync_checkpoints(job, layout)
     if host.rank != 0:
         return
     artifacts = ArtifactURIs.for_job(output_uri, job.name)
     if os.path.exists(layout.metrics_file):
         open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
-    if not os.path.exists(layout.failure_file):
+    if not _has_failure(layout):
         stage_out_model(layout, artifacts)
     print(f"staged out to {artifacts.root}", flush=True)
+
+
+def _has_failure(layout: Layout) -> bool:
+    try:
+        return os.path.getsize(layout.failure_file) > 0
+    except OSError:
+        return False
 
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
