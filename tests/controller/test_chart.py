@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from trainforge_controller.catalog import CATALOG_KEY, parse_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,8 @@ K8S = ROOT / "k8s"
 
 def helm(binary: Path, *args: str, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
