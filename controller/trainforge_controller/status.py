@@ -195,7 +195,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     spec_of = latest.get("spec") or {}
     active = (latest.get("status") or {}).get("active") or 0
     if complete:
-        _record_results(job, observed, status)
+        _record_results(job, observed, status, completed=True)
         become(Phase.COMPLETED, "training finished")
     elif failed:
         reasons = [r for p in observed.pods if (r := pod_failure(p))]
@@ -253,14 +253,17 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     return decision
 
 
-def _record_results(job: TrainingJob, observed: Observed, status: TrainingJobStatus) -> None:
+def _record_results(job: TrainingJob, observed: Observed, status: TrainingJobStatus,
+                    completed: bool = False) -> None:
+    """Metrics, logs and checkpoints always; the model and output data only for a
+    completed job (a failed or stopped one may have uploaded partial files)."""
     metrics = observed.final_metrics or {}
     status.final_metrics = dict(metrics)
     art = observed.artifacts
     if art is not None:
         stored = observed.stored
-        status.artifacts.model = art.model if art.model in stored else None
-        status.artifacts.output = art.output if art.output in stored else None
+        status.artifacts.model = art.model if completed and art.model in stored else None
+        status.artifacts.output = art.output if completed and art.output in stored else None
         status.artifacts.metrics = art.metrics if art.metrics in stored else None
         status.artifacts.logs = art.logs
     if job.spec.checkpoints:

@@ -143,3 +143,13 @@ def test_condition_keeps_last_transition_time_when_only_the_message_changes() ->
     assert same[0].last_transition_time == first[0].last_transition_time and same[0].message == "b"
     assert flipped[0].last_transition_time == "2026-01-01T12:01:10Z"
     assert isinstance(flipped[0], Condition)
+
+
+def test_failed_job_never_reports_a_model_even_if_one_was_uploaded() -> None:
+    art = ArtifactURIs.for_job("s3://out/", "mn")
+    d = decide(_tj(), _obs(jobs=[_job(cond="Failed")],
+                           pods=[_pod(phase="Failed", trainer="terminated", exit_code=1)],
+                           stored=frozenset({art.model, art.output, art.metrics})))
+    s = d.status
+    assert s.phase == Phase.FAILED
+    assert (s.artifacts.model, s.artifacts.output, s.artifacts.metrics) == (None, None, art.metrics)
