@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client, config, watch
 
@@ -51,11 +51,15 @@ class WorkQueue:
         self._busy: set[Key] = set()
         self._dirty: set[Key] = set()
         self._delayed: list[tuple[float, Key]] = []
+        self._waiting: dict[Key, float] = {}  # key -> when it is due; one per key, the earliest
 
     def add(self, key: Key, after: float = 0.0) -> None:
         with self._cv:
             if after > 0:
-                heapq.heappush(self._delayed, (time.monotonic() + after, key))
+                due = time.monotonic() + after
+                if self._waiting.get(key, due + 1) > due:
+                    self._waiting[key] = due
+                    heapq.heappush(self._delayed, (due, key))
             elif key in self._busy:
                 self._dirty.add(key)
             elif key not in self._queued:
@@ -68,7 +72,10 @@ class WorkQueue:
             while not stop.is_set():
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
-                    _, key = heapq.heappop(self._delayed)
+                    due, key = heapq.heappop(self._delayed)
+                    if self._waiting.get(key) != due:  # superseded by an earlier time
+                        continue
+                    del self._waiting[key]
                     if key not in self._queued and key not in self._busy:
                         self._queued.add(key)
                         self._ready.append(key)
@@ -153,53 +160,82 @@ class Controller:
         self.reconciles = 0
 
     # -- sources of keys ----------------------------------------------------
-    def _watch_jobs(self, stop: threading.Event) -> None:
-        custom = client.CustomObjectsApi(self.api)
+    def _watch(self, stop: threading.Event, what: str, call: Any, args: tuple[Any, ...],
+               key_of: Callable[[dict[str, Any]], Key | None],
+               on_deleted: Callable[[Key], Any] | None = None, **kwargs: Any) -> None:
+        """Enqueue the key of every object that changes. The first stream (no
+        resourceVersion) starts with every existing object as ADDED; later streams
+        resume from the last version seen, so a watch ending every
+        ``watch_seconds`` does not re-list. Events stay plain dicts (no models)."""
+        version: str | None = None
         while not stop.is_set():
             try:
-                listing = (custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-                           if self.namespace else custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-                for item in listing["items"]:
-                    self.queue.add((item["metadata"]["namespace"], item["metadata"]["name"]))
-                version = listing["metadata"]["resourceVersion"]
                 w = watch.Watch()
-                kwargs: dict[str, Any] = {"resource_version": version, "timeout_seconds": self.watch_seconds}
-                stream = (w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                                   PLURAL, **kwargs) if self.namespace else
-                          w.stream(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs))
-                for event in stream:
+                options = {**kwargs, "timeout_seconds": self.watch_seconds, "deserialize": False,
+                           "allow_watch_bookmarks": True}
+                if version:
+                    options["resource_version"] = version
+                for event in w.stream(call, *args, **options):
                     if stop.is_set():
                         w.stop()
                         break
-                    meta = event["object"].get("metadata", {})
-                    if "namespace" in meta:
-                        self.queue.add((meta["namespace"], meta["name"]))
+                    if event["type"] == "ERROR":  # 410 Gone: too old; start over from now
+                        version = None
+                        break
+                    meta = event["object"].get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "DELETED" and on_deleted is not None and "namespace" in meta:
+                        on_deleted((meta["namespace"], meta["name"]))
+                        continue
+                    key = key_of(meta)
+                    if key is not None:
+                        self.queue.add(key)
             except Exception as exc:  # noqa: BLE001 - a watch must survive anything
-                log.warning("TrainingJob watch restarts: %s", exc)
+                version = None
+                log.warning("%s watch restarts: %s", what, exc)
                 stop.wait(1)
+
+    def _watch_jobs(self, stop: threading.Event) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        call, args = ((custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, PLURAL))
+                      if self.namespace else (custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)))
+        seen: dict[Key, tuple[Any, ...]] = {}  # per live TrainingJob: what its last event said
+
+        def changed(meta: dict[str, Any]) -> Key | None:
+            """Skip events that change only the status: the controller's own write
+            would otherwise queue the job again, and a running job's billable
+            seconds would change on every pass, for ever. Like controller-runtime's
+            Generation/Annotation/LabelChanged predicates."""
+            if "namespace" not in meta:
+                return None
+            key = (meta["namespace"], meta["name"])
+            if meta.get("deletionTimestamp") is not None:
+                seen.pop(key, None)
+                return key
+            mark = (meta.get("uid"), meta.get("generation"), json.dumps(meta.get("annotations"), sort_keys=True),
+                    json.dumps(meta.get("labels"), sort_keys=True))
+            if seen.get(key) == mark:
+                return None
+            seen[key] = mark
+            return key
+
+        self._watch(stop, "TrainingJob", call, args, changed, on_deleted=lambda key: seen.pop(key, None))
 
     def _watch_children(self, stop: threading.Event, kind: str) -> None:
         api = client.BatchV1Api(self.api) if kind == "jobs" else client.CoreV1Api(self.api)
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         lister = {"jobs": ("list_namespaced_job", "list_job_for_all_namespaces"),
                   "pods": ("list_namespaced_pod", "list_pod_for_all_namespaces")}[kind]
-        while not stop.is_set():
-            try:
-                w = watch.Watch()
-                call = getattr(api, lister[0] if self.namespace else lister[1])
-                args = (self.namespace,) if self.namespace else ()
-                for event in w.stream(call, *args, label_selector=selector,
-                                          timeout_seconds=self.watch_seconds):
-                    if stop.is_set():
-                        w.stop()
-                        break
-                    meta = event["object"].metadata
-                    owner = (meta.labels or {}).get(JOB_NAME_LABEL)
-                    if owner:
-                        self.queue.add((meta.namespace, owner))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("%s watch restarts: %s", kind, exc)
-                stop.wait(1)
+        call = getattr(api, lister[0] if self.namespace else lister[1])
+        args = (self.namespace,) if self.namespace else ()
+
+        def owner(meta: dict[str, Any]) -> Key | None:
+            name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+            return (meta["namespace"], name) if name else None
+
+        self._watch(stop, kind, call, args, owner, label_selector=selector)
 
     def _resync(self, stop: threading.Event) -> None:
         custom = client.CustomObjectsApi(self.api)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -14,10 +17,11 @@ from pydantic import ValidationError
 from trainforge.errors import TrainforgeError
 from trainforge.instances import InstanceType, lookup
 from trainforge.metrics import MetricRecord, final_values
-from trainforge.spec import TrainingJob
+from trainforge.spec import Phase, TrainingJob
 from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
+from .archive import Archiver, LogReader
 from .builder import JOB_NAME_LABEL, artifacts, build_job, build_service
 from .catalog import load_catalog
 from .errors import ConfigError, RetryableError
@@ -25,6 +29,9 @@ from .settings import ControllerSettings
 from .status import Decision, Observed, attempt_of, decide, headline_metric
 
 log = logging.getLogger("trainforge.controller")
+
+# Phases whose status changes with time alone (billable seconds), so are requeued.
+_CLOCKED = frozenset({Phase.STAGING, Phase.TRAINING, Phase.UPLOADING})
 
 StoreOpener = Callable[[str], ObjectStore]
 
@@ -38,7 +45,8 @@ class Result:
 class Reconciler:
     def __init__(self, api: client.ApiClient, settings: ControllerSettings,
                  store_opener: StoreOpener | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 read_log: LogReader | None = None):
         self.api = api
         self.settings = settings
         self.custom = client.CustomObjectsApi(api)
@@ -46,13 +54,30 @@ class Reconciler:
         self.core = client.CoreV1Api(api)
         self.store_opener = store_opener or (lambda uri: open_store(uri))
         self.clock = clock
+        self.archiver = Archiver(self.core, self.store_opener, read_log)
+        self._catalog_lock = threading.Lock()
+        self._catalog_cache: tuple[float, dict[str, InstanceType]] | None = None  # (expires, catalog)
 
     # -- observe ------------------------------------------------------------
-    def _catalog(self) -> dict[str, InstanceType]:
-        return load_catalog(self.core, self.settings.catalog_namespace, self.settings.catalog_configmap)
+    def _catalog(self, fresh: bool = False) -> dict[str, InstanceType]:
+        """The catalog, read at most every ``catalog_seconds`` (``fresh``: now)."""
+        with self._catalog_lock:
+            if fresh or self._catalog_cache is None or time.monotonic() > self._catalog_cache[0]:
+                catalog = load_catalog(self.core, self.settings.catalog_namespace,
+                                       self.settings.catalog_configmap)
+                self._catalog_cache = (time.monotonic() + self.settings.catalog_seconds, catalog)
+            return self._catalog_cache[1]
 
-    def _dicts(self, items: list[Any]) -> list[dict[str, Any]]:
-        return [self.api.sanitize_for_serialization(i) for i in items]
+    def _instance(self, name: str) -> InstanceType:
+        try:
+            return lookup(name, self._catalog())
+        except KeyError:  # a type added since the catalog was read is found at once
+            return lookup(name, self._catalog(fresh=True))
+
+    def _list(self, call: Callable[..., Any], namespace: str, selector: str) -> list[dict[str, Any]]:
+        """A LIST as plain API dicts (camelCase), without building client models."""
+        response = call(namespace, label_selector=selector, _preload_content=False)
+        return list(json.loads(response.data)["items"])
 
     def reconcile(self, namespace: str, name: str) -> Result:
         try:
@@ -77,32 +102,36 @@ class Reconciler:
             return self._write(raw, _invalid(raw, f"invalid spec: {problems}", now), [])
         observed = Observed(now=now, artifacts=artifacts(job, self.settings))
         try:
-            observed.instance = lookup(job.spec.instance.type, self._catalog())
+            observed.instance = self._instance(job.spec.instance.type)
         except (KeyError, ConfigError) as exc:
             observed.instance_error = str(exc).strip("'\"")
-        jobs = self.batch.list_namespaced_job(
-            namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
-        observed.jobs = [j for j in self._dicts(jobs) if _owned_by(j, uid)]
+        jobs = self._list(self.batch.list_namespaced_job, namespace, f"{JOB_NAME_LABEL}={name}")
+        observed.jobs = [j for j in jobs if _owned_by(j, uid)]
         if observed.jobs:
             latest = max(observed.jobs, key=attempt_of)
-            pods = self.core.list_namespaced_pod(
-                namespace, label_selector=f"job-name={latest['metadata']['name']}").items
-            observed.pods = self._dicts(pods)
+            observed.pods = self._list(self.core.list_namespaced_pod, namespace,
+                                       f"job-name={latest['metadata']['name']}")
+            self.archiver.archive_logs(job, observed)  # before any verdict is written
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
         decision = decide(job, observed)
+        if self.archiver.fold_metrics(job, observed, decision):  # the regex metrics are final too
+            self._read_results(job, observed)
+            decision = decide(job, observed)
         # -- apply: children first, then status once, then events --------------
-        if observed.instance is not None and not decision.status.phase.finished:
+        if decision.create_attempt is not None and observed.instance is not None:
+            # The Service outlives attempts; made with each one (AlreadyExists is success).
             self._create(lambda: self.core.create_namespaced_service(
                 namespace, build_service(job, uid, self.settings)))
-        if decision.create_attempt is not None and observed.instance is not None:
             body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
                              decision.deadline_seconds)
             self._create(lambda: self.batch.create_namespaced_job(namespace, body))
         if decision.suspend_job:
             self.batch.patch_namespaced_job(decision.suspend_job, namespace, {"spec": {"suspend": True}})
         result = self._write(raw, decision, decision.events)
-        if not decision.status.phase.finished:
+        if decision.status.phase in _CLOCKED:
+            # Only the clock changes a running job's status (billable seconds);
+            # everything else arrives as a watch event on the job, its Jobs or pods.
             result.requeue_after = self.settings.requeue_seconds
         return result
 
@@ -188,7 +217,7 @@ def _wire(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
-    from trainforge.spec import Phase, TrainingJobStatus
+    from trainforge.spec import TrainingJobStatus
 
     from .status import set_condition
 

@@ -20,7 +20,8 @@ class ControllerSettings:
     checkpoint_sync_seconds: int = 60
     stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
     resync_seconds: float = 300.0
-    requeue_seconds: float = 15.0
+    requeue_seconds: float = 15.0  # running jobs only: their billable seconds grow
+    catalog_seconds: float = 30.0  # how long a read of the instance catalog is used
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ControllerSettings":
