@@ -159,6 +159,12 @@ class Supervisor:
         except TrainforgeError as exc:
             print(f"checkpoint sync failed (will retry): {exc}", flush=True)
 
+    def stopped_before_start(self) -> bool:
+        if self.jobdir.stop_requested or self.terminate_requested.is_set():
+            self.set_phase(Phase.STOPPED, "stopped before the trainer started", "stopped on request")
+            return True
+        return False
+
     # -- the whole job ------------------------------------------------------------
     def run(self) -> None:
         spec = self.job.spec
@@ -168,10 +174,11 @@ class Supervisor:
         try:
             while attempt < spec.retry.max_attempts:
                 attempt += 1
-                if self.jobdir.stop_requested or self.terminate_requested.is_set():
-                    self.set_phase(Phase.STOPPED, "stopped before the trainer started", "stopped on request")
+                if self.stopped_before_start():
                     return
                 host = self.prepare(attempt)
+                if self.stopped_before_start():  # a stop during a long download
+                    return
                 end = self.run_attempt(attempt, host, deadline)
                 self.try_sync_checkpoints()
                 verdict = judge(end, attempt, spec.retry.max_attempts, spec.stopping.max_runtime_seconds)
