@@ -1,0 +1,200 @@
+"""Trainer logs into the object store, once per attempt and host, and the job's
+regex metrics folded into its archived metrics file.
+
+The stager sidecar uploads the runtime's ``metrics.jsonl``; nothing in a pod
+keeps the trainer's stdout, and a pod's log goes with the pod. So when a
+reconcile pass sees a pod whose trainer has terminated, the trainer container's
+log is read once (one GET, no follow: the controller holds no stream between
+passes) and written to ``ArtifactURIs.log(host, attempt)``. The key is
+deterministic and an existing object is never fetched again, so a restarted
+controller does not redo the work.
+
+When the job's verdict is final, the job's metric regexes are applied to host
+1's archived log of the last attempt and the records merged into the job's
+``metrics.jsonl``; records the trainer wrote with ``runtime.log_metric`` win
+over scraped ones of the same name (``merge_records``, as on the local
+backends). Merging what is already merged changes nothing, so this is
+idempotent too.
+
+Pure: ``trainer_done``, ``logs_to_archive``, ``needs_fold``, ``fold``.
+I/O: ``Archiver``, called by the reconciler before it writes the status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from trainforge.backends.local.records import merge_records
+from trainforge.errors import TrainforgeError
+from trainforge.metrics import MetricParser, MetricRecord
+from trainforge.spec import TrainingJob
+from trainforge.spec.models import MetricDefinition
+from trainforge.staging import ArtifactURIs
+from trainforge.storage import ObjectStore
+
+from .builder import ATTEMPT_LABEL, INDEX_LABEL, TRAINER
+from .status import Decision, Observed, attempt_of, job_condition
+
+log = logging.getLogger("trainforge.controller.archive")
+
+LogReader = Callable[[dict[str, Any], str], str]
+"""(pod as an API dict, container name) -> that container's whole log."""
+
+StoreOpener = Callable[[str], ObjectStore]
+
+
+@dataclass(frozen=True)
+class PodLog:
+    """One pod's trainer log and where it is archived."""
+
+    pod: dict[str, Any]
+    host: str
+    attempt: int
+    uri: str
+
+
+def host_name(index: int) -> str:
+    """The contract's name of host ``index`` (0-based): ``contract.host_names``."""
+    return f"algo-{index + 1}"
+
+
+# -- pure ----------------------------------------------------------------------
+def trainer_done(pod: dict[str, Any]) -> bool:
+    """The pod is over, or its trainer container has terminated."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    return any(s.get("name") == TRAINER and "terminated" in (s.get("state") or {})
+               for s in status.get("containerStatuses") or [])
+
+
+def logs_to_archive(pods: Iterable[dict[str, Any]], artifacts: ArtifactURIs) -> list[PodLog]:
+    """The pods whose trainer log belongs in the store now (whether it is there
+    already is the store's to say). Pods without the index or attempt label are
+    not ours to name."""
+    out = []
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        index, attempt = labels.get(INDEX_LABEL), labels.get(ATTEMPT_LABEL)
+        if not trainer_done(pod) or index is None or attempt is None:
+            continue
+        try:
+            host, number = host_name(int(index)), int(attempt)
+        except ValueError:
+            continue
+        out.append(PodLog(pod=pod, host=host, attempt=number, uri=artifacts.log(host, number)))
+    return sorted(out, key=lambda p: p.uri)
+
+
+def needs_fold(job: TrainingJob, observed: Observed, decision: Decision) -> bool:
+    """This pass makes the verdict final, and the job has regexes to apply. Only
+    then: a retried attempt's log must not lend its values to the next one."""
+    previous = job.status.phase.finished if job.status else False
+    if not job.spec.metrics or previous or not decision.status.phase.finished or not observed.jobs:
+        return False
+    latest = max(observed.jobs, key=attempt_of)
+    return bool(job_condition(latest, "Complete") or job_condition(latest, "Failed"))
+
+
+def fold(definitions: Iterable[MetricDefinition], log_text: str, logged: list[MetricRecord],
+         timestamp: float) -> list[MetricRecord]:
+    """The job's metric series: the regexes applied to ``log_text`` (each record
+    stamped ``timestamp``: an archived log has no time per line) merged with
+    the ``logged`` records, which win on a name they share."""
+    parser = MetricParser(definitions)
+    scraped = [r for line in log_text.splitlines() for r in parser.feed(line, timestamp)]
+    return merge_records(scraped, logged)
+
+
+def parse_records(text: str) -> list[MetricRecord]:
+    """A metrics.jsonl object's records; a malformed line is skipped."""
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                records.append(MetricRecord.from_json(line))
+            except ValueError:
+                continue
+    return records
+
+
+# -- I/O -------------------------------------------------------------------------
+class Archiver:
+    """Archives trainer logs and folds regex metrics; a store or log read that
+    fails is logged, never raised: it must not block the job's verdict."""
+
+    def __init__(self, core: client.CoreV1Api, store_opener: StoreOpener,
+                 read_log: LogReader | None = None, timeout_seconds: float = 30.0):
+        self.core = core
+        self.store_opener = store_opener
+        self.read_log = read_log or self._api_log
+        self.timeout_seconds = timeout_seconds
+
+    def _api_log(self, pod: dict[str, Any], container: str) -> str:
+        """One GET of the whole log (the kubelet's current file), bytes decoded
+        leniently: the client's own decoding raises on invalid UTF-8."""
+        meta = pod["metadata"]
+        response: Any = self.core.read_namespaced_pod_log(  # urllib3's response, not a str
+            meta["name"], meta["namespace"], container=container, _preload_content=False,
+            _request_timeout=self.timeout_seconds)
+        return bytes(response.data).decode("utf-8", "replace")
+
+    def archive_logs(self, job: TrainingJob, observed: Observed) -> int:
+        """Write the trainer log of every observed pod that is done and not yet
+        archived; the number written. Nothing for a job already finished. A pod
+        with no log to read (no kubelet, as under kwok, or already gone) gets no
+        object: nothing is made up."""
+        artifacts = observed.artifacts
+        if artifacts is None or (job.status and job.status.phase.finished):
+            return 0
+        todo = logs_to_archive(observed.pods, artifacts)
+        if not todo:
+            return 0
+        written = 0
+        try:
+            store = self.store_opener(artifacts.logs)
+            for item in todo:
+                if store.exists(item.uri):
+                    continue
+                meta = item.pod["metadata"]
+                try:
+                    text = self.read_log(item.pod, TRAINER)
+                except (client.ApiException, urllib3.exceptions.HTTPError) as exc:
+                    log.debug("no trainer log for %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+                    continue
+                store.write_bytes(item.uri, text.encode("utf-8"))
+                written += 1
+        except TrainforgeError as exc:
+            log.warning("archiving trainer logs to %s: %s", artifacts.logs, exc)
+        return written
+
+    def fold_metrics(self, job: TrainingJob, observed: Observed, decision: Decision) -> bool:
+        """When ``decision`` is the final verdict, merge the regex metrics of the
+        last attempt's host-1 log into the archived metrics file; True when the
+        file changed (so the final values must be read again)."""
+        artifacts = observed.artifacts
+        if artifacts is None or not needs_fold(job, observed, decision):
+            return False
+        source = artifacts.log(host_name(0), max(attempt_of(j) for j in observed.jobs))
+        timestamp = observed.now.timestamp()
+        try:
+            store = self.store_opener(artifacts.metrics)
+            if not store.exists(source):
+                return False
+            text = store.read_bytes(source).decode("utf-8", "replace")
+            logged = (parse_records(store.read_bytes(artifacts.metrics).decode("utf-8", "replace"))
+                      if store.exists(artifacts.metrics) else [])
+            merged = fold(job.spec.metrics, text, logged, timestamp)
+            if merged == merge_records([], logged):  # nothing new: already folded, or no match
+                return False
+            store.write_bytes(artifacts.metrics, "".join(r.to_json() + "\n" for r in merged).encode())
+            return True
+        except (TrainforgeError, ValueError) as exc:  # ValueError: a regex the spec let through
+            log.warning("folding regex metrics of %s/%s into %s: %s", job.metadata.namespace,
+                        job.name, artifacts.metrics, exc)
+            return False
