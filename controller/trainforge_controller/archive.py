@@ -31,7 +31,7 @@ import urllib3
 from kubernetes import client
 from trainforge.backends.local.records import merge_records
 from trainforge.errors import TrainforgeError
-from trainforge.metrics import MetricParser, MetricRecord
+from trainforge.metrics import MetricParser, MetricRecord, parse_records
 from trainforge.spec import TrainingJob
 from trainforge.spec.models import MetricDefinition
 from trainforge.staging import ArtifactURIs
@@ -109,18 +109,6 @@ def fold(definitions: Iterable[MetricDefinition], log_text: str, logged: list[Me
     parser = MetricParser(definitions)
     scraped = [r for line in log_text.splitlines() for r in parser.feed(line, timestamp)]
     return merge_records(scraped, logged)
-
-
-def parse_records(text: str) -> list[MetricRecord]:
-    """A metrics.jsonl object's records; a malformed line is skipped."""
-    records = []
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                records.append(MetricRecord.from_json(line))
-            except ValueError:
-                continue
-    return records
 
 
 # -- I/O -------------------------------------------------------------------------

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .spec.models import MetricDefinition
 
 __all__ = [
-    "MetricParser", "MetricRecord", "final_values", "plot_learning_curves", "read_records", "to_frame",
+    "MetricParser", "MetricRecord", "final_values", "parse_records", "plot_learning_curves", "read_records",
+    "to_frame",
 ]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -128,7 +129,12 @@ def read_records(path: str | os.PathLike[str]) -> list[MetricRecord]:
     skipped quietly; a malformed line elsewhere is skipped with a warning naming
     the file and line number. A missing file raises FileNotFoundError."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
+        return parse_records(f.read(), source=str(path))
+
+
+def parse_records(text: str, source: str = "metrics") -> list[MetricRecord]:
+    """The records of JSON-lines text (a metrics file or object), as read_records."""
+    path = source
     lines = text.split("\n")
     last = len(lines) - 1  # after the final "\n" this is "", else a line still being written
     records: list[MetricRecord] = []
