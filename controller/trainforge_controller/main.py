@@ -22,6 +22,7 @@ from kubernetes import client, config, watch
 
 from . import GROUP, PLURAL, VERSION
 from .builder import JOB_NAME_LABEL, MANAGED_BY
+from .cache import Cache, Store, job_mark, pod_mark, training_job_mark
 from .errors import RetryableError
 from .reconciler import Reconciler
 from .settings import ControllerSettings
@@ -153,45 +154,74 @@ class Controller:
         self.api = api
         self.settings = settings or ControllerSettings()
         self.namespace = namespace
-        self.reconciler = Reconciler(api, self.settings, **reconciler_options)
+        self.cache = Cache()
+        self.reconciler = Reconciler(api, self.settings, cache=self.cache, **reconciler_options)
         self.queue = WorkQueue()
         self.workers = workers
         self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
         self.reconciles = 0
 
-    # -- sources of keys ----------------------------------------------------
+    # -- sources of keys, and the cache ------------------------------------------
     def _watch(self, stop: threading.Event, what: str, call: Any, args: tuple[Any, ...],
-               key_of: Callable[[dict[str, Any]], Key | None],
-               on_deleted: Callable[[Key], Any] | None = None, **kwargs: Any) -> None:
-        """Enqueue the key of every object that changes. The first stream (no
-        resourceVersion) starts with every existing object as ADDED; later streams
-        resume from the last version seen, so a watch ending every
-        ``watch_seconds`` does not re-list. Events stay plain dicts (no models)."""
+               store: Store, mark: Callable[[dict[str, Any]], str],
+               owner: Callable[[dict[str, Any]], Key | None], **kwargs: Any) -> None:
+        """An informer: LIST into ``store``, then watch from the list's
+        resourceVersion, keeping ``store`` current (a watch ending every
+        ``watch_seconds`` resumes where it was; 410 Gone or an error re-lists).
+        The owner of an object is queued only when its ``mark`` changes (or it
+        goes): the fields the decision reads. Plain dicts, no client models."""
         version: str | None = None
+        marks: dict[Key, tuple[str, Key | None]] = {}  # per object: its mark, its owner
+
+        def changed(obj: dict[str, Any], gone: bool = False) -> None:
+            meta = obj.get("metadata") or {}
+            if "namespace" not in meta:
+                return
+            key = (meta["namespace"], meta["name"])
+            if gone:
+                held = marks.pop(key, None)
+                target = held[1] if held else owner(obj)
+            else:
+                m, target = mark(obj), owner(obj)
+                if marks.get(key) == (m, target):
+                    return
+                marks[key] = (m, target)
+            if target is not None:
+                self.queue.add(target)
+
         while not stop.is_set():
             try:
+                if version is None:
+                    response = call(*args, _preload_content=False, **kwargs)
+                    listing = json.loads(response.data)
+                    items = listing.get("items") or []
+                    store.replace(items)
+                    present = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
+                    for key in [k for k in marks if k not in present]:  # went while no watch was open
+                        changed({"metadata": {"namespace": key[0], "name": key[1]}}, gone=True)
+                    for item in items:
+                        changed(item)
+                    version = listing["metadata"]["resourceVersion"]
                 w = watch.Watch()
                 options = {**kwargs, "timeout_seconds": self.watch_seconds, "deserialize": False,
-                           "allow_watch_bookmarks": True}
-                if version:
-                    options["resource_version"] = version
+                           "allow_watch_bookmarks": True, "resource_version": version}
                 for event in w.stream(call, *args, **options):
                     if stop.is_set():
                         w.stop()
                         break
-                    if event["type"] == "ERROR":  # 410 Gone: too old; start over from now
+                    if event["type"] == "ERROR":  # 410 Gone: too old; list again
                         version = None
                         break
-                    meta = event["object"].get("metadata") or {}
-                    version = meta.get("resourceVersion") or version
+                    obj = event["object"]
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event["type"] == "BOOKMARK":
                         continue
-                    if event["type"] == "DELETED" and on_deleted is not None and "namespace" in meta:
-                        on_deleted((meta["namespace"], meta["name"]))
-                        continue
-                    key = key_of(meta)
-                    if key is not None:
-                        self.queue.add(key)
+                    if event["type"] == "DELETED":
+                        store.delete(obj)
+                        changed(obj, gone=True)
+                    else:  # never back over a newer copy (a write's own response)
+                        store.upsert(obj, newer_only=True)
+                        changed(obj)
             except Exception as exc:  # noqa: BLE001 - a watch must survive anything
                 version = None
                 log.warning("%s watch restarts: %s", what, exc)
@@ -201,27 +231,12 @@ class Controller:
         custom = client.CustomObjectsApi(self.api)
         call, args = ((custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, PLURAL))
                       if self.namespace else (custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)))
-        seen: dict[Key, tuple[Any, ...]] = {}  # per live TrainingJob: what its last event said
-
-        def changed(meta: dict[str, Any]) -> Key | None:
-            """Skip events that change only the status: the controller's own write
-            would otherwise queue the job again, and a running job's billable
-            seconds would change on every pass, for ever. Like controller-runtime's
-            Generation/Annotation/LabelChanged predicates."""
-            if "namespace" not in meta:
-                return None
-            key = (meta["namespace"], meta["name"])
-            if meta.get("deletionTimestamp") is not None:
-                seen.pop(key, None)
-                return key
-            mark = (meta.get("uid"), meta.get("generation"), json.dumps(meta.get("annotations"), sort_keys=True),
-                    json.dumps(meta.get("labels"), sort_keys=True))
-            if seen.get(key) == mark:
-                return None
-            seen[key] = mark
-            return key
-
-        self._watch(stop, "TrainingJob", call, args, changed, on_deleted=lambda key: seen.pop(key, None))
+        # Status-only changes queue nothing: the controller's own write would
+        # otherwise queue the job again, and a running job's billable seconds
+        # would change on every pass, for ever (controller-runtime's
+        # Generation/Annotation/LabelChanged predicates).
+        self._watch(stop, "TrainingJob", call, args, self.cache.training_jobs, training_job_mark,
+                    lambda obj: (obj["metadata"]["namespace"], obj["metadata"]["name"]))
 
     def _watch_children(self, stop: threading.Event, kind: str) -> None:
         api = client.BatchV1Api(self.api) if kind == "jobs" else client.CoreV1Api(self.api)
@@ -230,27 +245,26 @@ class Controller:
                   "pods": ("list_namespaced_pod", "list_pod_for_all_namespaces")}[kind]
         call = getattr(api, lister[0] if self.namespace else lister[1])
         args = (self.namespace,) if self.namespace else ()
+        store, mark = (self.cache.jobs, job_mark) if kind == "jobs" else (self.cache.pods, pod_mark)
 
-        def owner(meta: dict[str, Any]) -> Key | None:
+        def owner(obj: dict[str, Any]) -> Key | None:
+            meta = obj["metadata"]
             name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
             return (meta["namespace"], name) if name else None
 
-        self._watch(stop, kind, call, args, owner, label_selector=selector)
+        self._watch(stop, kind, call, args, store, mark, owner, label_selector=selector)
 
     def _resync(self, stop: threading.Event) -> None:
-        custom = client.CustomObjectsApi(self.api)
+        """Every job again now and then, from the cache (no LIST)."""
         while not stop.wait(self.settings.resync_seconds):
-            try:
-                listing = (custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-                           if self.namespace else custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-                for item in listing["items"]:
-                    self.queue.add((item["metadata"]["namespace"], item["metadata"]["name"]))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("resync failed: %s", exc)
+            for key in self.cache.training_jobs.all_keys():
+                self.queue.add(key)
 
     # -- workers -------------------------------------------------------------
     def _work(self, stop: threading.Event) -> None:
         failures: dict[Key, int] = {}
+        if not self.cache.wait_synced(stop):  # no decision on a half-filled cache
+            return
         while not stop.is_set():
             key = self.queue.get(stop)
             if key is None:
@@ -317,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trainforge-controller")
     parser.add_argument("--namespace", default=os.environ.get("WATCH_NAMESPACE") or None)
     parser.add_argument("--metrics-port", type=int, default=8080)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--no-leader-election", action="store_true")
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
@@ -327,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    api = client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # One connection per worker, plus the three watches (each holds one open),
+    # the event sender, the lease and a spare: a smaller pool discards and
+    # reopens connections under load.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, args.workers + 6)
+    api = client.ApiClient(configuration)
     settings = ControllerSettings.from_env()
     if start_http_server is not None and args.metrics_port:
         start_http_server(args.metrics_port)

@@ -1,5 +1,6 @@
-"""The thin apply: observe -> ``status.decide`` -> create what is missing
-(AlreadyExists is success) -> write status once -> events after the write."""
+"""The thin apply: observe (the watches' cache, no GET or LIST) ->
+``status.decide`` -> create what is missing (AlreadyExists is success) ->
+write status once -> events after the write (sent in the background)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
 from .archive import Archiver, LogReader
-from .builder import JOB_NAME_LABEL, artifacts, build_job, build_service
+from .builder import artifacts, build_job, build_service
+from .cache import Cache
 from .catalog import load_catalog
 from .errors import ConfigError, RetryableError
+from .events import EventSender
 from .settings import ControllerSettings
 from .status import Decision, Observed, attempt_of, decide, headline_metric
 
@@ -46,8 +49,9 @@ class Reconciler:
     def __init__(self, api: client.ApiClient, settings: ControllerSettings,
                  store_opener: StoreOpener | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 read_log: LogReader | None = None):
+                 read_log: LogReader | None = None, cache: Cache | None = None):
         self.api = api
+        self.cache = cache or Cache()  # the Controller's watches fill it
         self.settings = settings
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
@@ -57,6 +61,7 @@ class Reconciler:
         self.archiver = Archiver(self.core, self.store_opener, read_log)
         self._catalog_lock = threading.Lock()
         self._catalog_cache: tuple[float, dict[str, InstanceType]] | None = None  # (expires, catalog)
+        self.events = EventSender(self.core)
 
     # -- observe ------------------------------------------------------------
     def _catalog(self, fresh: bool = False) -> dict[str, InstanceType]:
@@ -74,11 +79,6 @@ class Reconciler:
         except KeyError:  # a type added since the catalog was read is found at once
             return lookup(name, self._catalog(fresh=True))
 
-    def _list(self, call: Callable[..., Any], namespace: str, selector: str) -> list[dict[str, Any]]:
-        """A LIST as plain API dicts (camelCase), without building client models."""
-        response = call(namespace, label_selector=selector, _preload_content=False)
-        return list(json.loads(response.data)["items"])
-
     def reconcile(self, namespace: str, name: str) -> Result:
         try:
             return self._reconcile(namespace, name)
@@ -86,12 +86,9 @@ class Reconciler:
             raise RetryableError(f"{namespace}/{name}: {exc.status} {exc.reason}") from exc
 
     def _reconcile(self, namespace: str, name: str) -> Result:
-        try:
-            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return Result()
-            raise
+        raw = self.cache.training_jobs.get(namespace, name)
+        if raw is None:  # deleted (or not seen yet: its ADDED event queues it again)
+            return Result()
         uid = raw["metadata"]["uid"]
         now = self.clock()
         try:
@@ -105,12 +102,10 @@ class Reconciler:
             observed.instance = self._instance(job.spec.instance.type)
         except (KeyError, ConfigError) as exc:
             observed.instance_error = str(exc).strip("'\"")
-        jobs = self._list(self.batch.list_namespaced_job, namespace, f"{JOB_NAME_LABEL}={name}")
-        observed.jobs = [j for j in jobs if _owned_by(j, uid)]
+        observed.jobs = [j for j in self.cache.jobs.by_label(namespace, name) if _owned_by(j, uid)]
         if observed.jobs:
             latest = max(observed.jobs, key=attempt_of)
-            observed.pods = self._list(self.core.list_namespaced_pod, namespace,
-                                       f"job-name={latest['metadata']['name']}")
+            observed.pods = self.cache.pods.by_label(namespace, latest["metadata"]["name"])
             self.archiver.archive_logs(job, observed)  # before any verdict is written
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
@@ -125,7 +120,10 @@ class Reconciler:
                 namespace, build_service(job, uid, self.settings)))
             body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
                              decision.deadline_seconds)
-            self._create(lambda: self.batch.create_namespaced_job(namespace, body))
+            created = self._create(lambda: self.batch.create_namespaced_job(
+                namespace, body, _preload_content=False))
+            if created is not None:  # seen at once, before its watch event arrives
+                self.cache.jobs.upsert(json.loads(created.data), newer_only=True)
         if decision.suspend_job:
             self.batch.patch_namespaced_job(decision.suspend_job, namespace, {"spec": {"suspend": True}})
         result = self._write(raw, decision, decision.events)
@@ -155,12 +153,13 @@ class Reconciler:
         observed.stored = frozenset(stored)
 
     # -- apply --------------------------------------------------------------
-    def _create(self, call: Callable[[], Any]) -> None:
+    def _create(self, call: Callable[[], Any]) -> Any:
         try:
-            call()
+            return call()
         except client.ApiException as exc:
             if exc.status != 409:  # AlreadyExists: deterministic names make this success
                 raise
+            return None
 
     def _write(self, raw: dict[str, Any], decision: Decision,
                events: list[tuple[str, str, str]]) -> Result:
@@ -174,8 +173,16 @@ class Reconciler:
         old = raw.get("status") or {}
         if new != old:
             patch = {**{k: None for k in old if k not in new}, **new}  # null removes a key
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, PLURAL, name, {"status": patch})
+            try:
+                written = self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, PLURAL, name, {"status": patch})
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self.cache.training_jobs.delete(raw)  # deleted meanwhile; the cache lagged
+                return Result()
+            if isinstance(written, dict) and "metadata" in written:  # the next pass starts from it
+                self.cache.training_jobs.upsert(written, newer_only=True)
             for kind, reason, message in events:  # only after the write succeeded
                 self._event(raw, kind, reason, message)
         return Result(phase=new.get("phase"))
@@ -192,10 +199,7 @@ class Reconciler:
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": 1,
             "source": {"component": "trainforge-controller"},
         }
-        try:
-            self.core.create_namespaced_event(meta["namespace"], body)
-        except client.ApiException as exc:
-            log.warning("event for %s/%s: %s", meta["namespace"], meta["name"], exc.reason)
+        self.events.send(body)
 
 
 def headline_metric_from(raw: dict[str, Any], decision: Decision) -> str | None:

@@ -1,0 +1,180 @@
+"""The observed state, held in memory: what the watches have delivered.
+
+One ``Store`` per kind (TrainingJobs, batch Jobs, pods), filled by a LIST and
+kept current by the watch that resumes from it, like client-go's informers. A
+reconcile pass reads here, so it makes no GET or LIST of its own. Objects are
+plain API dicts (camelCase), indexed by a label so that a TrainingJob's
+attempts, or an attempt's pods, are one dictionary lookup.
+
+The cache may lag the apiserver: a Job just created may not be here yet. The
+reconciler copes the usual way: deterministic names, AlreadyExists is success.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from .builder import JOB_NAME_LABEL
+
+Key = tuple[str, str]
+Obj = dict[str, Any]
+
+POD_JOB_LABEL = "job-name"  # set by the Job controller on every pod of a Job
+
+
+def key_of(obj: Obj) -> Key:
+    meta = obj["metadata"]
+    return meta["namespace"], meta["name"]
+
+
+def _version(obj: Obj) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:  # opaque to clients in principle; etcd's revisions in practice
+        return 0
+
+
+class Store:
+    """Objects by (namespace, name), and by (namespace, value of ``index_label``)."""
+
+    def __init__(self, index_label: str | None = None):
+        self.index_label = index_label
+        self._lock = threading.Lock()
+        self._objects: dict[Key, Obj] = {}
+        self._index: dict[Key, dict[str, Obj]] = {}
+        self._synced = threading.Event()
+
+    # -- writes (the watch) ---------------------------------------------------
+    def replace(self, items: list[Obj]) -> None:
+        """A fresh LIST: the whole state, objects gone since are dropped."""
+        with self._lock:
+            self._objects, self._index = {}, {}
+            for obj in items:
+                self._put(obj)
+        self._synced.set()
+
+    def upsert(self, obj: Obj, newer_only: bool = False) -> None:
+        """``newer_only``: keep what is held when it is at least as new (a write's
+        response racing its own watch event)."""
+        with self._lock:
+            held = self._objects.get(key_of(obj))
+            if newer_only and held is not None and _version(held) >= _version(obj):
+                return
+            if held is not None:
+                self._unindex(held)
+            self._put(obj)
+
+    def delete(self, obj: Obj) -> None:
+        """Drop ``obj``; not a newer object of the same name (another uid)."""
+        uid = obj["metadata"].get("uid")
+        with self._lock:
+            held = self._objects.get(key_of(obj))
+            if held is None or (uid and held["metadata"].get("uid") not in (None, uid)):
+                return
+            del self._objects[key_of(obj)]
+            self._unindex(held)
+
+    def _put(self, obj: Obj) -> None:
+        key = key_of(obj)
+        self._objects[key] = obj
+        value = self._label(obj)
+        if value is not None:
+            self._index.setdefault((key[0], value), {})[key[1]] = obj
+
+    def _unindex(self, obj: Obj) -> None:
+        value = self._label(obj)
+        if value is None:
+            return
+        ns, name = key_of(obj)
+        bucket = self._index.get((ns, value))
+        if bucket is not None:
+            bucket.pop(name, None)
+            if not bucket:
+                del self._index[(ns, value)]
+
+    def _label(self, obj: Obj) -> str | None:
+        if self.index_label is None:
+            return None
+        value = (obj["metadata"].get("labels") or {}).get(self.index_label)
+        return str(value) if value is not None else None
+
+    # -- reads (the reconciler) -------------------------------------------------
+    def get(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._objects.get((namespace, name))
+
+    def by_label(self, namespace: str, value: str) -> list[Obj]:
+        with self._lock:
+            return list(self._index.get((namespace, value), {}).values())
+
+    def all_keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._objects)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_synced(self, stop: threading.Event, poll: float = 0.2) -> bool:
+        while not stop.is_set():
+            if self._synced.wait(poll):
+                return True
+        return False
+
+
+# -- which changes matter: a watch event that changes none of this queues nothing --
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def training_job_mark(obj: Obj) -> str:
+    """Spec (generation), annotations, labels, deletion: not the status, which
+    the controller writes itself (and which would otherwise queue every job
+    again after each pass)."""
+    meta = obj["metadata"]
+    return _dumps([meta.get("uid"), meta.get("generation"), meta.get("annotations"), meta.get("labels"),
+                   meta.get("deletionTimestamp")])
+
+
+_JOB_COUNTERS = frozenset({"ready", "terminating", "uncountedTerminatedPods", "failed", "succeeded"})
+
+
+def job_mark(obj: Obj) -> str:
+    """What ``status.decide`` reads of an attempt's Job: labels, spec, start,
+    completion, conditions and ``active``; not the other pod counters the Job
+    controller keeps."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    return _dumps([meta.get("uid"), meta.get("generation"), meta.get("labels"), meta.get("deletionTimestamp"),
+                   {k: v for k, v in status.items() if k not in _JOB_COUNTERS}])
+
+
+def pod_mark(obj: Obj) -> str:
+    """What ``status.decide`` and the log archive read of a pod: labels, node,
+    phase, message, scheduling, and each container's state."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    scheduled = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+    states = {key: [(s.get("name"), s.get("state")) for s in status.get(key) or []]
+              for key in ("containerStatuses", "initContainerStatuses")}
+    return _dumps([meta.get("uid"), meta.get("labels"), meta.get("deletionTimestamp"),
+                   (obj.get("spec") or {}).get("nodeName"), status.get("phase"), status.get("message"),
+                   status.get("reason"), [(c.get("status"), c.get("message")) for c in scheduled], states])
+
+
+
+class Cache:
+    """The three stores a reconcile pass reads: TrainingJobs; batch Jobs by the
+    TrainingJob they belong to; pods by their attempt's Job (``job-name``)."""
+
+    def __init__(self) -> None:
+        self.training_jobs = Store()
+        self.jobs = Store(index_label=JOB_NAME_LABEL)
+        self.pods = Store(index_label=POD_JOB_LABEL)
+
+    @property
+    def synced(self) -> bool:
+        return self.training_jobs.synced and self.jobs.synced and self.pods.synced
+
+    def wait_synced(self, stop: threading.Event) -> bool:
+        return all(s.wait_synced(stop) for s in (self.training_jobs, self.jobs, self.pods))
