@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .builder import JOB_NAME_LABEL
@@ -39,8 +40,9 @@ def _version(obj: Obj) -> int:
 class Store:
     """Objects by (namespace, name), and by (namespace, value of ``index_label``)."""
 
-    def __init__(self, index_label: str | None = None):
+    def __init__(self, index_label: str | None = None, trim: Callable[[Obj], Obj] | None = None):
         self.index_label = index_label
+        self.trim = trim or strip_managed_fields
         self._lock = threading.Lock()
         self._objects: dict[Key, Obj] = {}
         self._index: dict[Key, dict[str, Obj]] = {}
@@ -77,6 +79,7 @@ class Store:
             self._unindex(held)
 
     def _put(self, obj: Obj) -> None:
+        obj = self.trim(obj)
         key = key_of(obj)
         self._objects[key] = obj
         value = self._label(obj)
@@ -124,6 +127,27 @@ class Store:
         return False
 
 
+# -- what is kept: less memory per object; what the reconciler reads stays ---------
+# Like controller-runtime's cache transforms (TransformStripManagedFields). A
+# field dropped here reads as absent in ``status.decide``: keep it in step.
+def strip_managed_fields(obj: Obj) -> Obj:
+    obj["metadata"].pop("managedFields", None)
+    return obj
+
+
+def trim_job(obj: Obj) -> Obj:
+    """A batch Job less its pod template (the reconciler reads ``spec.suspend``)."""
+    (obj.get("spec") or {}).pop("template", None)
+    return strip_managed_fields(obj)
+
+
+def trim_pod(obj: Obj) -> Obj:
+    """A pod's spec is only ``nodeName`` here (``status.pod_phase``)."""
+    node = (obj.get("spec") or {}).get("nodeName")
+    obj["spec"] = {"nodeName": node} if node else {}
+    return strip_managed_fields(obj)
+
+
 # -- which changes matter: a watch event that changes none of this queues nothing --
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
@@ -169,8 +193,8 @@ class Cache:
 
     def __init__(self) -> None:
         self.training_jobs = Store()
-        self.jobs = Store(index_label=JOB_NAME_LABEL)
-        self.pods = Store(index_label=POD_JOB_LABEL)
+        self.jobs = Store(index_label=JOB_NAME_LABEL, trim=trim_job)
+        self.pods = Store(index_label=POD_JOB_LABEL, trim=trim_pod)
 
     @property
     def synced(self) -> bool:

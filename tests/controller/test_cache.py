@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from trainforge_controller.cache import Store, job_mark, pod_mark, training_job_mark
+from trainforge_controller.cache import Cache, Store, job_mark, pod_mark, training_job_mark
 
 
 def _obj(name: str, version: int, uid: str = "u1", ns: str = "ns", labels: dict[str, str] | None = None,
@@ -61,3 +61,17 @@ def test_delete_spares_a_recreated_object_and_replace_drops_the_gone() -> None:
 def test_marks_change_only_with_what_the_decision_reads(mark: Any, before: dict[str, Any],
                                                           after: dict[str, Any], queues: bool) -> None:
     assert (mark(before) != mark(after)) is queues
+
+
+def test_the_cache_keeps_what_the_reconciler_reads() -> None:
+    cache = Cache()
+    managed = [{"manager": "kube-controller-manager"}]
+    job = _obj("tj-a1", 1, labels={"trainforge.dev/job-name": "tj"},
+               spec={"suspend": True, "template": {"spec": {"containers": []}}})
+    job["metadata"]["managedFields"] = managed
+    pod = _obj("tj-a1-0", 2, labels={"job-name": "tj-a1"}, spec={"nodeName": "n1", "containers": [{}]})
+    cache.jobs.upsert(job)
+    cache.pods.upsert(pod)
+    assert cache.jobs.by_label("ns", "tj")[0]["spec"] == {"suspend": True}
+    assert "managedFields" not in cache.jobs.by_label("ns", "tj")[0]["metadata"]
+    assert cache.pods.by_label("ns", "tj-a1")[0]["spec"] == {"nodeName": "n1"}
