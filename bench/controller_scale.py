@@ -136,8 +136,13 @@ class JobWatch:
                     if event["type"] == "ADDED":
                         self.seen.setdefault(meta["name"], now)
             except Exception as exc:  # noqa: BLE001 - a benchmark's watch: say so and re-list
+                if self._stop.is_set():
+                    return  # the cluster is going away at the end of the run
                 print(f"  (job watch restarts: {exc})", flush=True)
-                version = self.batch.list_namespaced_job(NAMESPACE, limit=1).metadata.resource_version
+                try:
+                    version = self.batch.list_namespaced_job(NAMESPACE, limit=1).metadata.resource_version
+                except Exception:  # noqa: BLE001
+                    time.sleep(1)
 
     def wait_for(self, names: Iterable[str], timeout: float) -> bool:
         wanted = list(names)
