@@ -34,6 +34,7 @@ from trainforge.spec import Phase
 from trainforge.storage import open_store
 
 from tests.infra.waiting import wait_until
+from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "containers" / "examples" / "digits-pytorch"
@@ -58,12 +59,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder = tmp_path / "home"
     monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
     yield folder
-    backend = LocalBackend("process")
-    running = [job.name for job in backend.list() if job.status and not job.status.phase.finished]
-    for name in running:
-        backend.stop(name)
-    for name in running:
-        trainforge.Job(name, backend).wait(timeout=60, raise_on_failure=False)
+    stop_leftovers()
 
 
 def stored_files(home: Path, bucket: str) -> list[str]:

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import trainforge
-from trainforge.backends.local.backend import LocalBackend
 from trainforge.errors import StorageUnreachable
 from trainforge.examples import write_digits_dataset
 from trainforge.spec import Phase
 from trainforge.storage import open_store
+
+from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "containers" / "examples" / "digits-pytorch"
@@ -37,15 +38,6 @@ def use_s3(monkeypatch: pytest.MonkeyPatch, home: Path, endpoint: str, access_ke
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", region)
-
-
-def stop_leftovers() -> None:
-    backend = LocalBackend("process")
-    running = [job.name for job in backend.list() if job.status and not job.status.phase.finished]
-    for name in running:
-        backend.stop(name)
-    for name in running:
-        trainforge.Job(name, backend).wait(timeout=60, raise_on_failure=False)
 
 
 @pytest.fixture
