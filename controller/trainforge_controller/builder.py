@@ -1,9 +1,12 @@
 """Pure functions: a TrainingJob (+ catalog entry, settings) -> the children the
 cluster should hold. No I/O; tested as tables in tests/controller/test_builder.py.
 
-One TrainingJob becomes a headless Service ``<job>`` (stable across attempts,
-for rendezvous) and, per attempt, an Indexed batch/v1 Job ``<job>-a<attempt>``
-with ``backoffLimit: 0`` (retries are the controller's, one Job per attempt).
+One TrainingJob becomes, per attempt, an Indexed batch/v1 Job
+``<job>-a<attempt>`` with ``backoffLimit: 0`` (retries are the controller's, one
+Job per attempt) and, when it spans several hosts, a headless Service ``<job>``
+(stable across attempts) that gives the pods DNS names for rendezvous. A
+single-host job needs no Service: it would cost three more objects per job
+(the Service, its Endpoints and EndpointSlice) that nothing reads.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ def owner_reference(job: TrainingJob, uid: str) -> dict[str, Any]:
             "controller": True, "blockOwnerDeletion": True}
 
 
+def needs_service(job: TrainingJob) -> bool:
+    return job.spec.instance.count > 1
+
+
 def build_service(job: TrainingJob, uid: str, settings: ControllerSettings) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Service",
@@ -98,11 +105,10 @@ def trainer_env(job: TrainingJob, instance: InstanceType, attempt: int,
     return head + _env_list(env)
 
 
-def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSettings,
+def _stager(job: TrainingJob, job_json: str, name: str, command: str, settings: ControllerSettings,
             always: bool = False) -> dict[str, Any]:
     env = {
-        "TRAINFORGE_JOB": json.dumps(job.model_dump(mode="json", by_alias=True, exclude={"status"}),
-                                     sort_keys=True),
+        "TRAINFORGE_JOB": job_json,
         "TRAINFORGE_OUTPUT_URI": output_uri(job, settings),
         "TRAINFORGE_SYNC_SECONDS": str(settings.checkpoint_sync_seconds),
         "PYTHONUNBUFFERED": "1",
@@ -141,16 +147,18 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
     }
     pod_labels = labels(job, attempt)
+    job_json = json.dumps(job.model_dump(mode="json", by_alias=True, exclude={"status"}), sort_keys=True)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "subdomain": service_name(job.name),
         "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
-        "initContainers": [_stager(job, STAGE_IN, "in", settings),
-                           _stager(job, SIDECAR, "sync", settings, always=True)],
+        "initContainers": [_stager(job, job_json, STAGE_IN, "in", settings),
+                           _stager(job, job_json, SIDECAR, "sync", settings, always=True)],
         "containers": [trainer],
         "volumes": [{"name": "opt-ml", "emptyDir": {}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
     }
+    if needs_service(job):
+        pod_spec["subdomain"] = service_name(job.name)
     if instance.node_selector:
         pod_spec["nodeSelector"] = dict(instance.node_selector)
     if instance.tolerations:

@@ -11,12 +11,14 @@ from typing import Any
 
 from kubernetes import client
 
+from .wire import Wire, core_path
+
 log = logging.getLogger("trainforge.controller")
 
 
 class EventSender:
-    def __init__(self, core: client.CoreV1Api, capacity: int = 10000):
-        self.core = core
+    def __init__(self, wire: Wire, capacity: int = 10000):
+        self.wire = wire
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(capacity)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -40,7 +42,7 @@ class EventSender:
         while True:
             body = self._queue.get()
             try:
-                self.core.create_namespaced_event(body["metadata"]["namespace"], body)
+                self.wire.create(core_path(body["metadata"]["namespace"], "events"), body)
             except client.ApiException as exc:
                 meta = body["involvedObject"]
                 log.warning("event for %s/%s: %s", meta["namespace"], meta["name"], exc.reason)

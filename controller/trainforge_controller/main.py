@@ -7,15 +7,12 @@ Lease leader election, a Prometheus endpoint and JSON logs.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from kubernetes import client, config, watch
@@ -24,8 +21,10 @@ from . import GROUP, PLURAL, VERSION
 from .builder import JOB_NAME_LABEL, MANAGED_BY
 from .cache import Cache, Store, job_mark, pod_mark, training_job_mark
 from .errors import RetryableError
+from .leader import LeaderElector
 from .reconciler import Reconciler
 from .settings import ControllerSettings
+from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
 
@@ -41,112 +40,6 @@ except ImportError:  # pragma: no cover
 Key = tuple[str, str]
 
 
-class WorkQueue:
-    """Keys, deduplicated; a key being processed is not handed out twice at once;
-    delayed adds for requeue-after and backoff."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._ready: list[Key] = []
-        self._queued: set[Key] = set()
-        self._busy: set[Key] = set()
-        self._dirty: set[Key] = set()
-        self._delayed: list[tuple[float, Key]] = []
-        self._waiting: dict[Key, float] = {}  # key -> when it is due; one per key, the earliest
-
-    def add(self, key: Key, after: float = 0.0) -> None:
-        with self._cv:
-            if after > 0:
-                due = time.monotonic() + after
-                if self._waiting.get(key, due + 1) > due:
-                    self._waiting[key] = due
-                    heapq.heappush(self._delayed, (due, key))
-            elif key in self._busy:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._ready.append(key)
-            self._cv.notify()
-
-    def get(self, stop: threading.Event, timeout: float = 0.5) -> Key | None:
-        with self._cv:
-            while not stop.is_set():
-                now = time.monotonic()
-                while self._delayed and self._delayed[0][0] <= now:
-                    due, key = heapq.heappop(self._delayed)
-                    if self._waiting.get(key) != due:  # superseded by an earlier time
-                        continue
-                    del self._waiting[key]
-                    if key not in self._queued and key not in self._busy:
-                        self._queued.add(key)
-                        self._ready.append(key)
-                if self._ready:
-                    key = self._ready.pop(0)
-                    self._queued.discard(key)
-                    self._busy.add(key)
-                    return key
-                wait = timeout if not self._delayed else min(timeout, self._delayed[0][0] - now)
-                self._cv.wait(max(0.01, wait))
-        return None
-
-    def done(self, key: Key) -> None:
-        with self._cv:
-            self._busy.discard(key)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self._queued.add(key)
-                self._ready.append(key)
-                self._cv.notify()
-
-    def __len__(self) -> int:
-        with self._cv:
-            return len(self._ready)
-
-
-class LeaderElector:
-    """A coordination.k8s.io Lease: acquire when free or expired, renew while held."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, name: str = "trainforge-controller",
-                 identity: str | None = None, lease_seconds: int = 15):
-        self.coord = client.CoordinationV1Api(api)
-        self.namespace, self.name = namespace, name
-        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
-        self.lease_seconds = lease_seconds
-
-    def try_acquire(self) -> bool:
-        now = datetime.now(timezone.utc)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        try:
-            lease = self.coord.read_namespaced_lease(self.name, self.namespace)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            body = {"metadata": {"name": self.name}, "spec": {
-                "holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
-                "acquireTime": stamp, "renewTime": stamp}}
-            try:
-                self.coord.create_namespaced_lease(self.namespace, body)
-                return True
-            except client.ApiException as exc2:
-                if exc2.status == 409:
-                    return False
-                raise
-        spec = lease.spec
-        renewed = spec.renew_time
-        expired = renewed is None or (now - renewed).total_seconds() > (spec.lease_duration_seconds or 15)
-        if spec.holder_identity != self.identity and not expired:
-            return False
-        spec.holder_identity, spec.renew_time = self.identity, now
-        spec.lease_duration_seconds = self.lease_seconds
-        try:
-            self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
-            return True
-        except client.ApiException as exc:
-            if exc.status == 409:  # someone else renewed first
-                return False
-            raise
-
-
 class Controller:
     def __init__(self, api: client.ApiClient, settings: ControllerSettings | None = None,
                  namespace: str | None = None, workers: int = 2, watch_seconds: int = 30,
@@ -156,7 +49,7 @@ class Controller:
         self.namespace = namespace
         self.cache = Cache()
         self.reconciler = Reconciler(api, self.settings, cache=self.cache, **reconciler_options)
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue()
         self.workers = workers
         self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
         self.reconciles = 0
@@ -164,12 +57,14 @@ class Controller:
     # -- sources of keys, and the cache ------------------------------------------
     def _watch(self, stop: threading.Event, what: str, call: Any, args: tuple[Any, ...],
                store: Store, mark: Callable[[dict[str, Any]], str],
-               owner: Callable[[dict[str, Any]], Key | None], **kwargs: Any) -> None:
+               owner: Callable[[dict[str, Any]], Key | None],
+               urgent: Callable[[dict[str, Any]], bool] = lambda obj: False, **kwargs: Any) -> None:
         """An informer: LIST into ``store``, then watch from the list's
         resourceVersion, keeping ``store`` current (a watch ending every
         ``watch_seconds`` resumes where it was; 410 Gone or an error re-lists).
         The owner of an object is queued only when its ``mark`` changes (or it
-        goes): the fields the decision reads. Plain dicts, no client models."""
+        goes): the fields the decision reads; ahead of the rest when ``urgent``
+        says so. Plain dicts, no client models."""
         version: str | None = None
         marks: dict[Key, tuple[str, Key | None]] = {}  # per object: its mark, its owner
 
@@ -187,7 +82,7 @@ class Controller:
                     return
                 marks[key] = (m, target)
             if target is not None:
-                self.queue.add(target)
+                self.queue.add(target, urgent=not gone and urgent(obj))
 
         while not stop.is_set():
             try:
@@ -235,8 +130,11 @@ class Controller:
         # otherwise queue the job again, and a running job's billable seconds
         # would change on every pass, for ever (controller-runtime's
         # Generation/Annotation/LabelChanged predicates).
+        # A job without a status has never been reconciled: it waits for its
+        # first Job, so it goes ahead of every follow-up pass.
         self._watch(stop, "TrainingJob", call, args, self.cache.training_jobs, training_job_mark,
-                    lambda obj: (obj["metadata"]["namespace"], obj["metadata"]["name"]))
+                    lambda obj: (obj["metadata"]["namespace"], obj["metadata"]["name"]),
+                    urgent=lambda obj: not obj.get("status"))
 
     def _watch_children(self, stop: threading.Event, kind: str) -> None:
         api = client.BatchV1Api(self.api) if kind == "jobs" else client.CoreV1Api(self.api)
@@ -333,10 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--no-leader-election", action="store_true")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="DEBUG adds one line per status write, naming the fields that changed")
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    log.setLevel(args.log_level)
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -4,7 +4,6 @@ write status once -> events after the write (sent in the background)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,13 +22,14 @@ from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
 from .archive import Archiver, LogReader
-from .builder import artifacts, build_job, build_service
+from .builder import artifacts, build_job, build_service, needs_service
 from .cache import Cache
 from .catalog import load_catalog
 from .errors import ConfigError, RetryableError
 from .events import EventSender
 from .settings import ControllerSettings
-from .status import Decision, Observed, attempt_of, decide, headline_metric
+from .status import Decision, Observed, attempt_of, decide, headline_metric, only_the_clock
+from .wire import Wire, core_path, group_path
 
 log = logging.getLogger("trainforge.controller")
 
@@ -53,15 +53,14 @@ class Reconciler:
         self.api = api
         self.cache = cache or Cache()  # the Controller's watches fill it
         self.settings = settings
-        self.custom = client.CustomObjectsApi(api)
-        self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.wire = Wire(api)  # the writes: plain JSON, no client-model round trip
         self.store_opener = store_opener or (lambda uri: open_store(uri))
         self.clock = clock
         self.archiver = Archiver(self.core, self.store_opener, read_log)
         self._catalog_lock = threading.Lock()
         self._catalog_cache: tuple[float, dict[str, InstanceType]] | None = None  # (expires, catalog)
-        self.events = EventSender(self.core)
+        self.events = EventSender(self.wire)
 
     # -- observe ------------------------------------------------------------
     def _catalog(self, fresh: bool = False) -> dict[str, InstanceType]:
@@ -96,7 +95,8 @@ class Reconciler:
         except ValidationError as exc:
             # The apiserver checks the schema; what only pydantic knows lands here.
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            return self._write(raw, _invalid(raw, f"invalid spec: {problems}", now), [])
+            invalid = _invalid(raw, f"invalid spec: {problems}", now)
+            return self._write(raw, None, invalid, invalid.events)
         observed = Observed(now=now, artifacts=artifacts(job, self.settings))
         try:
             observed.instance = self._instance(job.spec.instance.type)
@@ -106,6 +106,8 @@ class Reconciler:
         if observed.jobs:
             latest = max(observed.jobs, key=attempt_of)
             observed.pods = self.cache.pods.by_label(namespace, latest["metadata"]["name"])
+            observed.earlier_pods = [pod for j in observed.jobs if j is not latest
+                                     for pod in self.cache.pods.by_label(namespace, j["metadata"]["name"])]
             self.archiver.archive_logs(job, observed)  # before any verdict is written
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
@@ -115,18 +117,19 @@ class Reconciler:
             decision = decide(job, observed)
         # -- apply: children first, then status once, then events --------------
         if decision.create_attempt is not None and observed.instance is not None:
-            # The Service outlives attempts; made with each one (AlreadyExists is success).
-            self._create(lambda: self.core.create_namespaced_service(
-                namespace, build_service(job, uid, self.settings)))
+            if needs_service(job):  # outlives attempts; made with each one (AlreadyExists is success)
+                self._create(core_path(namespace, "services"), build_service(job, uid, self.settings))
             body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
                              decision.deadline_seconds)
-            created = self._create(lambda: self.batch.create_namespaced_job(
-                namespace, body, _preload_content=False))
+            created = self._create(group_path("batch/v1", namespace, "jobs"), body)
             if created is not None:  # seen at once, before its watch event arrives
-                self.cache.jobs.upsert(json.loads(created.data), newer_only=True)
+                self.cache.jobs.upsert(created, newer_only=True)
         if decision.suspend_job:
-            self.batch.patch_namespaced_job(decision.suspend_job, namespace, {"spec": {"suspend": True}})
-        result = self._write(raw, decision, decision.events)
+            self.wire.merge_patch(group_path("batch/v1", namespace, "jobs", decision.suspend_job),
+                                  {"spec": {"suspend": True}})
+        if not decision.write_status:
+            return Result(phase=decision.status.phase.value)
+        result = self._write(raw, job, decision, decision.events)
         if decision.status.phase in _CLOCKED:
             # Only the clock changes a running job's status (billable seconds);
             # everything else arrives as a watch event on the job, its Jobs or pods.
@@ -153,29 +156,33 @@ class Reconciler:
         observed.stored = frozenset(stored)
 
     # -- apply --------------------------------------------------------------
-    def _create(self, call: Callable[[], Any]) -> Any:
+    def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            return call()
+            return self.wire.create(path, body)
         except client.ApiException as exc:
             if exc.status != 409:  # AlreadyExists: deterministic names make this success
                 raise
             return None
 
-    def _write(self, raw: dict[str, Any], decision: Decision,
+    def _write(self, raw: dict[str, Any], job: TrainingJob | None, decision: Decision,
                events: list[tuple[str, str, str]]) -> Result:
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         new = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         new.update(decision.extra)
-        headline = headline_metric_from(raw, decision)
+        headline = headline_metric(job, decision.status.final_metrics) if job is not None else None
         if headline:
             new["headlineMetric"] = headline
         new["observedGeneration"] = raw["metadata"].get("generation", 0)
         old = raw.get("status") or {}
-        if new != old:
+        if new != old and not only_the_clock(old, new, self.settings.requeue_seconds / 2):
+            if log.isEnabledFor(logging.DEBUG):
+                changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
+                log.debug("status of %s/%s: %s -> %s; changed %s", ns, name, old.get("phase"),
+                          new.get("phase"), ",".join(changed))
             patch = {**{k: None for k in old if k not in new}, **new}  # null removes a key
             try:
-                written = self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, ns, PLURAL, name, {"status": patch})
+                written = self.wire.merge_patch(
+                    group_path(f"{GROUP}/{VERSION}", ns, PLURAL, name) + "/status", {"status": patch})
             except client.ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -200,14 +207,6 @@ class Reconciler:
             "source": {"component": "trainforge-controller"},
         }
         self.events.send(body)
-
-
-def headline_metric_from(raw: dict[str, Any], decision: Decision) -> str | None:
-    try:
-        job = TrainingJob.model_validate(_wire(raw))
-    except ValidationError:
-        return None
-    return headline_metric(job, decision.status.final_metrics)
 
 
 def _wire(raw: dict[str, Any]) -> dict[str, Any]:

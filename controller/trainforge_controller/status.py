@@ -18,7 +18,7 @@ from trainforge.spec import Phase, TrainingJob, TrainingJobStatus
 from trainforge.spec.models import Condition
 from trainforge.staging import ArtifactURIs
 
-from .builder import ATTEMPT_LABEL, SIDECAR, STAGE_IN, STOP_ANNOTATION, TRAINER
+from .builder import ATTEMPT_LABEL, STAGE_IN, STOP_ANNOTATION, TRAINER
 
 _ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLOADING]
 
@@ -32,6 +32,7 @@ class Observed:
     instance_error: str | None = None
     jobs: list[dict[str, Any]] = field(default_factory=list)  # every attempt's Job
     pods: list[dict[str, Any]] = field(default_factory=list)  # the latest attempt's pods
+    earlier_pods: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts' (billing)
     final_metrics: dict[str, float] | None = None  # read once the latest Job finished
     stored: frozenset[str] = frozenset()  # artifact URIs that exist in the store
     artifacts: ArtifactURIs | None = None
@@ -44,6 +45,7 @@ class Decision:
     create_attempt: int | None = None
     deadline_seconds: int = 0
     suspend_job: str | None = None  # stop: suspend this Job (pods get SIGTERM)
+    write_status: bool = True  # False: apply the rest, leave the status to the next pass
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
@@ -80,6 +82,48 @@ def job_seconds(job: dict[str, Any], now: datetime) -> float:
         done = job_condition(job, "Failed") or job_condition(job, "Complete")
         end = _ts(done.get("lastTransitionTime")) if done else None
     return max(0.0, ((end or now) - start).total_seconds())
+
+
+def _job_end(job: dict[str, Any]) -> datetime | None:
+    status = job.get("status") or {}
+    done = job_condition(job, "Failed") or job_condition(job, "Complete")
+    return _ts(status.get("completionTime")) or (_ts(done.get("lastTransitionTime")) if done else None)
+
+
+def pod_seconds(pod: dict[str, Any], job_end: datetime | None, now: datetime) -> float:
+    """How long a pod held its node: from the kubelet taking it (``startTime``)
+    to its last container's end (else its Job's end, else now). A pod still
+    waiting for a node holds nothing, so a queued job costs nothing."""
+    status = pod.get("status") or {}
+    start = _ts(status.get("startTime"))
+    if start is None:
+        return 0.0
+    end = None
+    if status.get("phase") in ("Succeeded", "Failed"):
+        ends = [_ts(term.get("finishedAt"))
+                for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+                if (term := (c.get("state") or {}).get("terminated"))]
+        end = max((e for e in ends if e is not None), default=None)
+    end = end or job_end or now
+    return max(0.0, (end - start).total_seconds())
+
+
+def billable_seconds(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], now: datetime) -> int:
+    """Node-seconds of every attempt's pods (one GPU host each)."""
+    ends = {j["metadata"]["name"]: _job_end(j) for j in jobs}
+    return int(sum(pod_seconds(p, ends.get(((p.get("metadata") or {}).get("labels") or {}).get("job-name", "")), now)
+                   for p in pods))
+
+
+def only_the_clock(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> bool:
+    """Whether two status dicts differ only by less than ``tolerance`` billable
+    seconds. A running job's figure changes with every pass; it is written when
+    it has grown by about a requeue interval (the clock's own pass), not on every
+    pod or Job event in between. A finished job's final figure always lands: its
+    phase changes in the same write."""
+    if {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)} != {"billableSeconds"}:
+        return False
+    return bool(new["billableSeconds"] - old.get("billableSeconds", 0) < tolerance)
 
 
 def set_condition(conditions: list[Condition], kind: str, status: str, reason: str,
@@ -172,8 +216,11 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     jobs = sorted(observed.jobs, key=attempt_of)
     latest = jobs[-1] if jobs else None
     status.attempts = attempt_of(latest) if latest else 0
-    status.billable_seconds = int(sum(job_seconds(j, now) for j in jobs) * count)
-    starts = [s for j in jobs if (s := (j.get("status") or {}).get("startTime"))]
+    # Never less than recorded: an earlier attempt's pods may since have been deleted.
+    status.billable_seconds = max(previous.billable_seconds,
+                                  billable_seconds(jobs, observed.earlier_pods + observed.pods, now))
+    # Started: when a pod first got a node (a queued job has not started).
+    starts = [s for p in observed.earlier_pods + observed.pods if (s := (p.get("status") or {}).get("startTime"))]
     if starts and not status.start_time:
         status.start_time = min(starts)
     elapsed = sum(job_seconds(j, now) for j in jobs)
@@ -185,10 +232,15 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
         else:
             decision.create_attempt = status.attempts = 1
             decision.deadline_seconds = job.spec.stopping.max_runtime_seconds
-            status.conditions = set_condition(status.conditions, "Created", "True", "JobCreated",
-                                              "attempt 1 created", now)
+            # A new job's wait is for its Job; its first status comes with the
+            # pass that the Job's watch event brings (one write fewer per job
+            # on the path a burst of submissions is waiting on).
+            decision.write_status = False
             become(Phase.PENDING, "creating attempt 1")
         return decision
+    created = _ts(latest["metadata"].get("creationTimestamp")) or now
+    status.conditions = set_condition(status.conditions, "Created", "True", "JobCreated",
+                                      f"attempt {status.attempts} created", created)
 
     complete = job_condition(latest, "Complete")
     failed = job_condition(latest, "Failed")
@@ -238,7 +290,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
         phases = [pod_phase(p) for p in observed.pods
                   if (p.get("status") or {}).get("phase") not in ("Failed",)]
         if not phases:
-            become(Phase.PENDING, f"attempt {status.attempts}: waiting for pods")
+            become(Phase.PENDING, "waiting for the scheduler")  # as a pod not yet bound: one write
         else:
             queued = [m for ph, m in phases if ph == Phase.QUEUED]
             if queued:
@@ -246,8 +298,9 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
                                                   "Unschedulable", queued[0], now)
                 become(Phase.QUEUED, f"not enough capacity: {queued[0]}")
             else:
-                status.conditions = set_condition(status.conditions, "Scheduled", "True",
-                                                  "Scheduled", "every host has a node", now)
+                if all(ph != Phase.PENDING for ph, _ in phases):  # not before the scheduler has spoken
+                    status.conditions = set_condition(status.conditions, "Scheduled", "True",
+                                                      "Scheduled", "every host has a node", now)
                 phase, message = min(phases, key=lambda pm: _ORDER.index(pm[0]))
                 become(phase, message)
     return decision

@@ -8,7 +8,7 @@ import pytest
 
 from trainforge.instances import DEFAULT_CATALOG
 from trainforge.spec import TrainingJob
-from trainforge_controller.builder import build_job, build_service
+from trainforge_controller.builder import build_job, build_service, needs_service
 from trainforge_controller.settings import ControllerSettings
 
 S = ControllerSettings(stager_image="stager:1", object_store_secret="s3-creds")
@@ -72,7 +72,16 @@ def test_stagers_volumes_and_failure_file() -> None:
     assert pod["containers"][0]["terminationMessagePath"] == "/opt/ml/output/failure"
     assert pod["volumes"][1] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "50Gi"}}
     assert pod["terminationGracePeriodSeconds"] == 45 + S.stage_out_seconds
-    assert pod["restartPolicy"] == "Never" and pod["subdomain"] == "mn"
+    assert pod["restartPolicy"] == "Never"
+    assert "subdomain" not in pod  # one host: no Service to name it
+    assert stage_in["env"] == sidecar["env"]  # the same job description for both stagers
+
+
+def test_only_multi_host_jobs_get_a_service_and_a_subdomain() -> None:
+    one, two = _job(), _job(instance={"type": "gpu-8x", "count": 2})
+    assert not needs_service(one) and needs_service(two)
+    pod = build_job(two, "u", 1, DEFAULT_CATALOG["gpu-8x"], S, 10)["spec"]["template"]["spec"]
+    assert pod["subdomain"] == "mn"
 
 
 @pytest.mark.parametrize(("labels", "suspend", "want_label", "want_suspend"), [

@@ -8,7 +8,6 @@ a failing trainer is the test patching its pod status, as a kubelet would.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import tarfile
@@ -242,6 +241,11 @@ def test_suspend_and_queue_label_are_passed_to_the_job(harness: Harness) -> None
     assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     assert job.spec.template.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     assert "suspended" in tj["status"]["message"]
+    created = next(c for c in tj["status"]["conditions"] if c["type"] == "Created")
+    assert created["message"] == "attempt 1 created"
+    # One host: no rendezvous, so no Service (nor its Endpoints) and no subdomain.
+    assert h.core.list_namespaced_service(h.ns).items == []
+    assert job.spec.template.spec.subdomain is None
     # What Kueue does on admission: resume the Job.
     h.batch.patch_namespaced_job("kq-a1", h.ns, {"spec": {"suspend": False}})
     h.wait_phase("kq", "Completed")

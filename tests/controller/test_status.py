@@ -11,7 +11,7 @@ from trainforge.instances import DEFAULT_CATALOG
 from trainforge.spec import Phase, TrainingJob
 from trainforge.spec.models import Condition
 from trainforge.staging import ArtifactURIs
-from trainforge_controller.status import Observed, decide, headline_metric, set_condition
+from trainforge_controller.status import Observed, decide, headline_metric, only_the_clock, set_condition
 
 NOW = datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc)
 T0 = "2026-01-01T12:00:00Z"
@@ -56,7 +56,8 @@ def _obs(**kw: Any) -> Observed:
 
 @pytest.mark.parametrize(("jobs", "pods", "phase", "message_part"), [
     ([_job(suspend=True)], [], Phase.QUEUED, "suspended"),
-    ([_job()], [], Phase.PENDING, "waiting for pods"),
+    ([_job()], [], Phase.PENDING, "waiting for the scheduler"),
+    ([_job()], [_pod(scheduled=True, phase="", trainer=None)], Phase.PENDING, "waiting for the scheduler"),
     ([_job()], [_pod(scheduled=False, phase="Pending", trainer=None)], Phase.QUEUED, "Insufficient nvidia.com/gpu"),
     ([_job()], [_pod(trainer="waiting", stage_in="running")], Phase.STAGING, "downloading"),
     ([_job()], [_pod(), _pod(trainer="waiting", stage_in="running")], Phase.STAGING, ""),
@@ -76,6 +77,24 @@ def test_phase_table(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], pha
 def test_first_pass_creates_attempt_one_with_full_deadline() -> None:
     d = decide(_tj(stopping={"maxRuntimeSeconds": 600}), _obs())
     assert (d.create_attempt, d.deadline_seconds, d.status.phase) == (1, 600, Phase.PENDING)
+    # The status waits for the pass the new Job's watch event brings.
+    assert d.write_status is False
+
+
+def test_job_seen_writes_pending_with_created_condition_from_the_job() -> None:
+    job = _job()
+    job["metadata"]["creationTimestamp"] = "2026-01-01T12:00:01Z"
+    d = decide(_tj(), _obs(jobs=[job]))
+    assert d.write_status and d.create_attempt is None
+    assert (d.status.phase, d.status.attempts) == (Phase.PENDING, 1)
+    created = next(c for c in d.status.conditions if c.type == "Created")
+    assert (created.status, created.message, created.last_transition_time) == (
+        "True", "attempt 1 created", "2026-01-01T12:00:01Z")
+    # A retry's Job: same condition, new message, transition time kept.
+    again = decide(_tj(status=d.status.model_dump(mode="json", by_alias=True, exclude_none=True)),
+                   _obs(jobs=[_job(cond="Failed"), _job(attempt=2)]))
+    created = next(c for c in again.status.conditions if c.type == "Created")
+    assert (created.message, created.last_transition_time) == ("attempt 2 created", "2026-01-01T12:00:01Z")
 
 
 def test_unknown_instance_type_is_terminal() -> None:
@@ -120,7 +139,8 @@ def test_completed_records_metrics_artifacts_and_billable_seconds() -> None:
     art = ArtifactURIs.for_job("s3://out/", "mn")
     d = decide(_tj(metrics=[{"name": "acc", "regex": "acc=(.*)"}]),
                _obs(jobs=[_job(cond="Complete")], final_metrics={"loss": 0.1, "acc": 0.9},
-                    stored=frozenset({art.model, art.metrics})))
+                    stored=frozenset({art.model, art.metrics}),
+                    pods=[_held("mn-a1", T0, "2026-01-01T12:00:05Z", "Succeeded")] * 2))
     s = d.status
     assert s.final_metrics == {"loss": 0.1, "acc": 0.9}
     assert (s.artifacts.model, s.artifacts.output, s.artifacts.metrics) == (art.model, None, art.metrics)
@@ -153,3 +173,54 @@ def test_failed_job_never_reports_a_model_even_if_one_was_uploaded() -> None:
     s = d.status
     assert s.phase == Phase.FAILED
     assert (s.artifacts.model, s.artifacts.output, s.artifacts.metrics) == (None, None, art.metrics)
+
+
+def _held(job: str, start: str | None, finished: str | None = None, phase: str = "Running") -> dict[str, Any]:
+    """A pod of ``job`` the kubelet took at ``start`` (None: still waiting for a node)."""
+    status: dict[str, Any] = {"phase": phase}
+    if start:
+        status["startTime"] = start
+    if finished:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {
+            "exitCode": 1, "finishedAt": finished}}}]
+    return {"metadata": {"name": f"{job}-0", "labels": {"job-name": job}}, "status": status}
+
+
+def test_queued_job_has_not_started_nor_been_scheduled() -> None:
+    waiting = _pod(scheduled=True, phase="Pending", trainer=None)
+    waiting["spec"]["nodeName"] = None  # created; the scheduler has not looked at it yet
+    d = decide(_tj(), _obs(jobs=[_job()], pods=[waiting]))
+    assert d.status.phase == Phase.PENDING and d.status.start_time is None
+    assert not any(c.type == "Scheduled" for c in d.status.conditions)
+
+
+@pytest.mark.parametrize(("pods", "previous", "billable"), [
+    ([_held("mn-a1", None, phase="Pending")], 0, 0),                      # queued: holds nothing
+    ([_held("mn-a1", T0), _held("mn-a1", "2026-01-01T12:00:04Z")], 0, 16),  # 10 s + 6 s until now
+    ([_held("mn-a1", T0, "2026-01-01T12:00:03Z", phase="Failed")], 0, 3),
+    ([], 42, 42),                                                          # pods gone: never less
+])
+def test_billable_seconds_are_node_seconds_of_pods(pods: list[dict[str, Any]], previous: int,
+                                                    billable: int) -> None:
+    tj = _tj(status={"phase": "Training", "billableSeconds": previous}) if previous else _tj()
+    d = decide(tj, _obs(jobs=[_job()], pods=pods))
+    assert d.status.billable_seconds == billable
+
+
+def test_billable_seconds_add_up_every_attempt() -> None:
+    first = _job(cond="Failed")  # ended 12:00:05
+    d = decide(_tj(retry={"maxAttempts": 3}),
+               _obs(jobs=[first, _job(attempt=2)], pods=[_held("mn-a2", "2026-01-01T12:00:08Z")],
+                    earlier_pods=[_held("mn-a1", T0)]))  # Running in the cache, but its Job ended
+    assert d.status.billable_seconds == 5 + 2
+
+
+@pytest.mark.parametrize(("old", "new", "skip"), [
+    ({"phase": "Training", "billableSeconds": 100}, {"phase": "Training", "billableSeconds": 104}, True),
+    ({"phase": "Training", "billableSeconds": 100}, {"phase": "Training", "billableSeconds": 108}, False),
+    ({"phase": "Training", "billableSeconds": 100}, {"phase": "Uploading", "billableSeconds": 101}, False),
+    ({"phase": "Training"}, {"phase": "Training", "message": "x"}, False),
+])
+def test_billing_clock_alone_is_written_about_once_per_interval(
+        old: dict[str, Any], new: dict[str, Any], skip: bool) -> None:
+    assert only_the_clock(old, new, tolerance=7.5) is skip

@@ -1,0 +1,92 @@
+"""The work queue between the watches and the workers (client-go's workqueue,
+plus a lane for urgent keys).
+
+- A key is queued at most once; a key being reconciled is not handed out again
+  until ``done`` (an ``add`` meanwhile marks it dirty: it comes back after).
+- ``add(key, after=s)`` delays it (requeue-after, backoff); the earliest wins.
+- ``add(key, urgent=True)`` puts it ahead of the rest: a TrainingJob the
+  controller has never written a status for is waiting for its first Job, and
+  that wait is what users feel. Follow-up passes (pod and Job events, the
+  billing clock, resync) wait behind it; without the lane, a burst of
+  submissions queues each new job behind every older job's follow-ups.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class WorkQueue(Generic[Key]):
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._urgent: deque[Key] = deque()
+        self._normal: deque[Key] = deque()
+        self._queued: dict[Key, bool] = {}  # key -> urgent; the deques may hold stale copies
+        self._busy: set[Key] = set()
+        self._dirty: dict[Key, bool] = {}  # added while busy -> re-queued by done(), urgent or not
+        self._delayed: list[tuple[float, int, Key]] = []
+        self._waiting: dict[Key, float] = {}  # key -> when it is due; one per key, the earliest
+        self._sequence = 0  # ties in the heap never compare keys
+
+    def add(self, key: Key, after: float = 0.0, urgent: bool = False) -> None:
+        with self._cv:
+            if after > 0:
+                due = time.monotonic() + after
+                if self._waiting.get(key, due + 1) > due:
+                    self._waiting[key] = due
+                    self._sequence += 1
+                    heapq.heappush(self._delayed, (due, self._sequence, key))
+            elif key in self._busy:
+                self._dirty[key] = self._dirty.get(key, False) or urgent
+            else:
+                self._enqueue(key, urgent)
+            self._cv.notify()
+
+    def _enqueue(self, key: Key, urgent: bool) -> None:
+        held = self._queued.get(key)
+        if held is None or (urgent and not held):  # new, or promoted (the normal copy goes stale)
+            self._queued[key] = urgent
+            (self._urgent if urgent else self._normal).append(key)
+
+    def get(self, stop: threading.Event, timeout: float = 0.5) -> Key | None:
+        """The next key (urgent first), or None once ``stop`` is set."""
+        with self._cv:
+            while not stop.is_set():
+                now = time.monotonic()
+                while self._delayed and self._delayed[0][0] <= now:
+                    due, _, key = heapq.heappop(self._delayed)
+                    if self._waiting.get(key) != due:  # superseded by an earlier time
+                        continue
+                    del self._waiting[key]
+                    if key in self._busy:
+                        self._dirty.setdefault(key, False)
+                    else:
+                        self._enqueue(key, False)
+                for lane, urgent in ((self._urgent, True), (self._normal, False)):
+                    while lane:
+                        key = lane.popleft()
+                        if self._queued.get(key) is urgent:  # else a stale copy: skip it
+                            del self._queued[key]
+                            self._busy.add(key)
+                            return key
+                wait = timeout if not self._delayed else min(timeout, self._delayed[0][0] - now)
+                self._cv.wait(max(0.01, wait))
+        return None
+
+    def done(self, key: Key) -> None:
+        with self._cv:
+            self._busy.discard(key)
+            if key in self._dirty:
+                self._enqueue(key, self._dirty.pop(key))
+                self._cv.notify()
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._queued)

@@ -1,0 +1,85 @@
+"""workqueue: dedup, busy keys, delays and the urgent lane (no API)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from trainforge_controller.workqueue import WorkQueue
+
+STOP = threading.Event()
+
+
+def drain(q: WorkQueue[str]) -> list[str]:
+    out = []
+    while len(q):
+        key = q.get(STOP, timeout=0.01)
+        assert key is not None
+        out.append(key)
+        q.done(key)
+    return out
+
+
+def test_keys_are_deduplicated_in_order() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in "abab":
+        q.add(key)
+    assert drain(q) == ["a", "b"]
+
+
+def test_urgent_keys_go_first_and_a_promoted_key_runs_once() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in ("old-1", "old-2", "both"):
+        q.add(key)
+    q.add("new", urgent=True)
+    q.add("both", urgent=True)  # was waiting in the normal lane
+    assert drain(q) == ["new", "both", "old-1", "old-2"]
+
+
+def test_a_busy_key_is_not_handed_out_twice_and_comes_back_once_done() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    q.add("b")
+    assert q.get(STOP) == "a"
+    q.add("a", urgent=True)  # changed while being reconciled
+    q.add("a")
+    assert q.get(STOP) == "b"
+    q.done("b")
+    assert len(q) == 0  # "a" waits for its running pass to end
+    q.done("a")
+    assert drain(q) == ["a"]
+
+
+def test_delayed_add_keeps_the_earliest_time() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a", after=30)
+    q.add("a", after=0.05)
+    q.add("a", after=60)
+    started = time.monotonic()
+    assert q.get(STOP, timeout=1) == "a"
+    assert time.monotonic() - started < 5
+    q.done("a")
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert q.get(stop) is None  # the 30 s and 60 s adds did not queue it again
+
+
+def test_delayed_key_due_while_busy_runs_again_after() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    assert q.get(STOP) == "a"
+    q.add("a", after=0.01)
+    time.sleep(0.05)
+    q.add("z")
+    assert q.get(STOP, timeout=1) == "z"  # the due "a" is busy: not handed out
+    q.done("z")
+    q.done("a")
+    assert drain(q) == ["a"]
+
+
+def test_get_returns_none_once_stopped() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    stop = threading.Event()
+    stop.set()
+    q.add("a")
+    assert q.get(stop) is None
