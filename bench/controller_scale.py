@@ -102,6 +102,28 @@ def reconcile_passes(metrics_url: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(r'^trainforge_reconciles_total\{[^}]*\} (\S+)$', text, re.M))
 
 
+def apiserver_requests(api: Any) -> dict[str, float]:
+    """The apiserver's own request counter, summed per "verb resource[/subresource]"."""
+    response = api.call_api("GET", api.configuration.host + "/metrics")
+    response.read()
+    counts: dict[str, float] = {}
+    for m in re.finditer(r'^apiserver_request_total\{([^}]*)\} (\S+)$', response.data.decode(), re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        key = f"{labels.get('verb', '?')} {what or '(non-resource)'}"
+        counts[key] = counts.get(key, 0.0) + float(m.group(2))
+    return counts
+
+
+def request_mix(before: dict[str, float], after: dict[str, float], per: int, top: int = 12) -> str:
+    """The busiest kinds of apiserver request between two readings, per job."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    busiest = sorted(((v, k) for k, v in delta.items() if v > 0), reverse=True)[:top]
+    total = sum(v for v in delta.values() if v > 0)
+    return (f"apiserver requests: {total:.0f} ({total / per:.1f} per job); busiest: "
+            + ", ".join(f"{k} {v / per:.2f}" for v, k in busiest))
+
+
 # -- what this script watches ------------------------------------------------------
 class JobWatch:
     """When each batch Job was first seen (wall clock), from a raw watch (no models)."""
@@ -276,12 +298,14 @@ def run(args: argparse.Namespace) -> None:
         watcher = JobWatch(api).start()
         names = [f"tj-{i:05d}" for i in range(args.jobs)]
         cpu0, passes0 = proc.cpu_seconds(), reconcile_passes(metrics_url)
+        requests0 = apiserver_requests(api)
         t_submit = time.time()
         started = submit(api, names, suspend=False, threads=args.create_threads)
         t_submitted = time.time()
         done = watcher.wait_for((f"{n}-a1" for n in names), timeout=args.timeout)
         last = max((watcher.seen[f"{n}-a1"] for n in names if f"{n}-a1" in watcher.seen), default=t_submit)
         cpu1, passes1 = proc.cpu_seconds(), reconcile_passes(metrics_url)
+        requests1 = apiserver_requests(api)
         window = last - t_submit
         capacity = args.nodes * args.gpus_per_node
         busy_target = min(capacity, args.jobs)
@@ -295,6 +319,7 @@ def run(args: argparse.Namespace) -> None:
         counts = phases(api)
         at_jobs = (proc.threads(), proc.tcp_connections(api_port), proc.rss_mib())
         cpu2, passes2 = proc.cpu_seconds(), reconcile_passes(metrics_url)
+        requests2 = apiserver_requests(api)
         print()
         print(f"== {args.jobs} one-GPU TrainingJobs submitted at once ({args.create_threads} threads; "
               f"creates took {t_submitted - t_submit:.1f} s) ==")
@@ -305,8 +330,10 @@ def run(args: argparse.Namespace) -> None:
               f"({args.jobs} first Jobs in {window:.1f} s)")
         print(f"reconcile passes: {passes1 - passes0:.0f} in that window ({(passes1 - passes0) / window:.1f}/s); "
               f"{passes2 - passes0:.0f} until steady state")
+        print(request_mix(requests0, requests1, args.jobs) + " (until the last Job)")
         print(f"GPUs allocated: {busy}/{capacity}; pods waiting for a node: {unbound}; "
               f"TrainingJob phases: {dict(sorted(counts.items()))}")
+        print(request_mix(requests0, requests2, args.jobs) + " (until steady state)")
         print(f"controller CPU: {cpu1 - cpu0:.1f} s until the last Job, {cpu2 - cpu0:.1f} s until steady state; "
               f"RSS {at_jobs[2]:.0f} MiB, peak {proc.peak_rss_mib():.0f} MiB")
         print(f"controller threads: {idle[0]} idle -> {at_jobs[0]} at {args.jobs} jobs; "
