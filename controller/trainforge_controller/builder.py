@@ -29,6 +29,7 @@ JOB_NAME_LABEL = "trainforge.dev/job-name"
 ATTEMPT_LABEL = "trainforge.dev/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "trainforge-controller"}
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+JOB_SPEC_ANNOTATION = "trainforge.dev/job-spec"  # the TrainingJob the stagers read, once per pod
 FAILURE_FILE = Layout().failure_file
 TRAINER = "trainer"
 STAGE_IN = "stage-in"
@@ -105,10 +106,15 @@ def trainer_env(job: TrainingJob, instance: InstanceType, attempt: int,
     return head + _env_list(env)
 
 
-def _stager(job: TrainingJob, job_json: str, name: str, command: str, settings: ControllerSettings,
+def job_spec_json(job: TrainingJob) -> str:
+    """The TrainingJob as the stagers read it (``TRAINFORGE_JOB``), compact."""
+    return json.dumps(job.model_dump(mode="json", by_alias=True, exclude={"status"}, exclude_none=True),
+                      sort_keys=True, separators=(",", ":"))
+
+
+def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSettings,
             always: bool = False) -> dict[str, Any]:
     env = {
-        "TRAINFORGE_JOB": job_json,
         "TRAINFORGE_OUTPUT_URI": output_uri(job, settings),
         "TRAINFORGE_SYNC_SECONDS": str(settings.checkpoint_sync_seconds),
         "PYTHONUNBUFFERED": "1",
@@ -117,7 +123,11 @@ def _stager(job: TrainingJob, job_json: str, name: str, command: str, settings: 
         "name": name, "image": settings.stager_image,
         "command": ["python", "-m", "trainforge.stage", command],
         "env": [{"name": "TRAINFORGE_HOST_INDEX", "valueFrom": {
-            "fieldRef": {"fieldPath": f"metadata.labels['{INDEX_LABEL}']"}}}] + _env_list(env),
+                    "fieldRef": {"fieldPath": f"metadata.labels['{INDEX_LABEL}']"}}},
+                # One copy in the pod's annotations, not one per stager.
+                {"name": "TRAINFORGE_JOB", "valueFrom": {
+                    "fieldRef": {"fieldPath": f"metadata.annotations['{JOB_SPEC_ANNOTATION}']"}}},
+                ] + _env_list(env),
         "envFrom": [{"secretRef": {"name": settings.object_store_secret, "optional": True}}],
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root}],
@@ -147,12 +157,11 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
     }
     pod_labels = labels(job, attempt)
-    job_json = json.dumps(job.model_dump(mode="json", by_alias=True, exclude={"status"}), sort_keys=True)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
-        "initContainers": [_stager(job, job_json, STAGE_IN, "in", settings),
-                           _stager(job, job_json, SIDECAR, "sync", settings, always=True)],
+        "initContainers": [_stager(job, STAGE_IN, "in", settings),
+                           _stager(job, SIDECAR, "sync", settings, always=True)],
         "containers": [trainer],
         "volumes": [{"name": "opt-ml", "emptyDir": {}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
@@ -171,7 +180,9 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
             "parallelism": count, "completions": count, "completionMode": "Indexed",
             "backoffLimit": 0, "activeDeadlineSeconds": max(1, deadline_seconds),
             "suspend": job.spec.suspend if suspend is None else suspend,
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": pod_labels,
+                                      "annotations": {JOB_SPEC_ANNOTATION: job_spec_json(job)}},
+                         "spec": pod_spec},
         },
     }
 

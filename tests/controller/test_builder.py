@@ -77,6 +77,16 @@ def test_stagers_volumes_and_failure_file() -> None:
     assert stage_in["env"] == sidecar["env"]  # the same job description for both stagers
 
 
+def test_stagers_read_the_job_from_one_pod_annotation() -> None:
+    job = _job(hyperparameters={"lr": "0.1"}, inputs=[{"channel": "train", "uri": "s3://data/train/"}])
+    template = build_job(job, "u", 1, DEFAULT_CATALOG["gpu-1x"], S, 10)["spec"]["template"]
+    for stager in template["spec"]["initContainers"]:
+        ref = next(e for e in stager["env"] if e["name"] == "TRAINFORGE_JOB")["valueFrom"]["fieldRef"]
+        assert ref["fieldPath"] == "metadata.annotations['trainforge.dev/job-spec']"
+    described = TrainingJob.model_validate_json(template["metadata"]["annotations"]["trainforge.dev/job-spec"])
+    assert described == job
+
+
 def test_only_multi_host_jobs_get_a_service_and_a_subdomain() -> None:
     one, two = _job(), _job(instance={"type": "gpu-8x", "count": 2})
     assert not needs_service(one) and needs_service(two)

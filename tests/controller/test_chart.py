@@ -80,11 +80,14 @@ def test_values_reach_the_deployment_and_metrics_objects(helm_binary: Path) -> N
     docs = objects(render(
         helm_binary, "controller.replicas=1", "controller.leaderElection.enabled=false",
         "controller.image.tag=9.9.9", "jobs.stagerImage.repository=registry.example.com/stager",
-        "controller.resources.limits.memory=3Gi", "metrics.enabled=false"))
+        "controller.resources.limits.memory=3Gi", "metrics.enabled=false", "controller.logLevel=debug",
+        "controller.workers=4"))
     (deployment,) = by_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert deployment["spec"]["replicas"] == 1
     assert "--no-leader-election" in container["command"]
+    command = " ".join(container["command"])
+    assert "--log-level DEBUG" in command and "--workers 4" in command
     assert container["command"][container["command"].index("--metrics-port") + 1] == "0"
     assert container["image"] == "trainforge/controller:9.9.9"
     assert {"name": "TRAINFORGE_STAGER_IMAGE", "value": "registry.example.com/stager:0.1.0"} in container["env"]
