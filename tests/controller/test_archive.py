@@ -2,10 +2,14 @@
 job's metrics: the pure parts as tables, then the controller on the real
 control plane, kwok nodes and MinIO.
 
-kwok runs no containers, so there is no trainer log for the API to return.
-The integration test hands the controller a log reader that returns known
-text, openly, in place of ``read_namespaced_pod_log``; a second test keeps the
-real reader and checks that kwok's missing logs are no archive and no failure.
+kwok runs no containers, but it serves the kubelet API for its nodes: in the
+namespace ``LOGS_NAMESPACE`` a trainer container "logged" what the test wrote
+with ``kube.write_trainer_log``, read the real way (apiserver -> kubelet
+endpoint). That test uses the controller's real reader end to end. The
+two-host test hands the controller a reader with different text per host,
+openly, in place of ``read_namespaced_pod_log`` (kwok's log is one file for
+every pod); a third keeps the real reader where kwok has no log and checks that
+a missing log is no archive and no failure.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from trainforge_controller.main import Controller
 from trainforge_controller.status import Decision, Observed
 
 from tests.controller.test_reconcile import Harness
+from tests.infra.kube_cluster import LOGS_NAMESPACE
 from tests.infra.waiting import wait_until
 
 ART = ArtifactURIs.for_job("s3://bkt/jobs/", "j")
@@ -220,7 +225,7 @@ def test_logs_are_archived_once_and_regex_metrics_reach_status_and_sdk_after_pod
 def test_kwok_pods_have_no_log_so_none_is_archived_and_the_job_still_completes(
         archive_harness: ArchiveHarness) -> None:
     h = archive_harness
-    h.start()  # the real reader: read_namespaced_pod_log, which kwok cannot answer
+    h.start()  # the real reader; outside LOGS_NAMESPACE kwok's kubelet API has no log to give
     out = h.bucket.uri("models/")
     art = ArtifactURIs.for_job(out, "nolog")
     h.put(art.metrics, json.dumps({"name": "val:acc", "value": 0.5, "timestamp": 1.0}).encode() + b"\n")
@@ -232,3 +237,45 @@ def test_kwok_pods_have_no_log_so_none_is_archived_and_the_job_still_completes(
     with pytest.raises(client.ApiException):  # what the reader met
         h.core.read_namespaced_pod_log(h.pods("nolog-a1")[0].metadata.name, h.ns, container="trainer",
                                        _request_timeout=10)
+
+
+@pytest.fixture
+def logs_harness(kube: Any, kube_api: Any, minio_bucket: Any, trainforge_crd: Any,
+                 tmp_path: Any) -> Iterator[ArchiveHarness]:
+    """The controller, with its real log reader, on the namespace where kwok's
+    kubelet API has trainer logs."""
+    core = client.CoreV1Api(kube_api)
+    try:
+        core.create_namespace({"metadata": {"name": LOGS_NAMESPACE}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    wait_until(lambda: core.read_namespaced_service_account("default", LOGS_NAMESPACE), timeout=30,
+               what=f"service account {LOGS_NAMESPACE}/default")
+    h = ArchiveHarness(kube, kube_api, LOGS_NAMESPACE, minio_bucket, tmp_path)
+    yield h
+    h.stop()
+    kube.write_trainer_log([])
+
+
+def test_trainer_log_through_the_kubelet_api_is_read_live_archived_and_folded(
+        logs_harness: ArchiveHarness) -> None:
+    h = logs_harness
+    trained = ["epoch 1 train_loss=0.90", "epoch 2 train_loss=0.35", "done \u2713"]
+    h.kube.write_trainer_log(trained)
+    h.start()  # the real reader: GET pods/log, answered by kwok's kubelet endpoint
+    out = h.bucket.uri("kubelet/")
+    art = ArtifactURIs.for_job(out, "kubelet-log")
+    h.submit("kubelet-log", output={"uri": out},
+             metrics=[{"name": "train:loss", "regex": r"train_loss=([0-9.]+)"}])
+    status = h.wait_phase("kubelet-log", "Completed")["status"]
+    assert status["finalMetrics"] == {"train:loss": 0.35}  # folded from the log itself
+    assert _read(h, art.log("algo-1", 1)).splitlines() == trained
+
+    backend = KubernetesBackend(h.store_settings, namespace=h.ns, api_client=h.api, output=out)
+    h.kube.write_trainer_log(["the kubelet's log now"])
+    assert list(backend.logs("kubelet-log")) == ["the kubelet's log now"]  # live, while the pod exists
+    for pod in h.pods("kubelet-log-a1"):
+        h.core.delete_namespaced_pod(pod.metadata.name, h.ns, grace_period_seconds=0)
+    wait_until(lambda: not h.pods("kubelet-log-a1"), timeout=30, what="pods of kubelet-log-a1 deleted")
+    assert list(backend.logs("kubelet-log")) == trained  # the archive, once the pod is gone

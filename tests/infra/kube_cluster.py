@@ -4,6 +4,12 @@ etcd -> kube-apiserver (own CA, RBAC, service account keys) -> controller-manage
 and scheduler (leader election off) -> kwok, which plays kubelet for nodes
 annotated ``kwok.x-k8s.io/node=fake`` using the stages in ``kwok-stages.yaml``:
 pods go Running, pods owned by a Job Succeed. Nothing runs in the pods.
+
+kwok also serves the kubelet's API for its nodes (TLS on loopback, the node's
+InternalIP and kubelet port set to it), so ``pods/log`` goes the real way:
+client -> apiserver -> kubelet endpoint. Trainer containers of pods in
+``LOGS_NAMESPACE`` log what ``KubeCluster.write_trainer_log`` last wrote (a
+CRI log file kwok reads at each request); every other pod has no log.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from .waiting import wait_until
 KWOK_STAGES = binaries.INFRA_DIR / "kwok-stages.yaml"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"  # kwok hands out pod IPs from here (its default is a /24)
+LOGS_NAMESPACE = "trainforge-logs"  # where trainer containers have a log (kwok's ClusterLogs)
 
 
 @dataclass
@@ -67,6 +74,18 @@ class KubeCluster:
             raise AssertionError(
                 f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result
+
+    @property
+    def trainer_log_file(self) -> Path:
+        return self.run_dir / "kubelet" / "trainer.log"
+
+    def write_trainer_log(self, lines: list[str], at: str = "2026-01-01T00:00:00.000000000Z") -> None:
+        """What trainer containers in ``LOGS_NAMESPACE`` have logged: kubelet
+        (CRI) log lines, written whole then renamed so a read never sees half."""
+        text = "".join(f"{at} stdout F {line}\n" for line in lines)
+        partial = self.trainer_log_file.with_suffix(".partial")
+        partial.write_text(text)
+        partial.replace(self.trainer_log_file)
 
     def failure(self) -> str | None:
         """Why the cluster is broken (a server exited), else None."""
@@ -113,6 +132,8 @@ def apiserver_args(
         # No kubelets or peers: the default reconciler would try to publish
         # 127.0.0.1 as the endpoint of service/kubernetes and log errors forever.
         "--endpoint-reconciler-type=none",
+        # kwok's nodes have an InternalIP (loopback) and no resolvable host name.
+        "--kubelet-preferred-address-types=InternalIP",
         # Two cores are shared with the tests; flow control only adds work here.
         "--enable-priority-and-fairness=false",
         "--profiling=false",
@@ -197,11 +218,23 @@ def start_kube_cluster(
                        timeout=timeout, what=f"{process.name} to be healthy",
                        watch=cluster.processes)
 
+        cluster.trainer_log_file.parent.mkdir(parents=True, exist_ok=True)
+        cluster.write_trainer_log([])
+        logs_config = run_dir / "kwok-logs.yaml"
+        logs_config.write_text(json.dumps({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
+            "metadata": {"name": "trainer-logs"},
+            "spec": {"selector": {"matchNamespaces": [LOGS_NAMESPACE]},
+                     "logs": [{"containers": ["trainer"], "logsFile": str(cluster.trainer_log_file)}]},
+        }))
         start("kwok", [
-            f"--kubeconfig={kubeconfig}", f"--config={stages}",
+            f"--kubeconfig={kubeconfig}", f"--config={stages}", f"--config={logs_config}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={fake_nodes.KWOK_ANNOTATION}=fake",
+            # The kubelet API of every fake node: the apiserver proxies pods/log here.
             f"--server-address=127.0.0.1:{kwok_port}",
+            "--node-ip=127.0.0.1", f"--node-port={kwok_port}",
+            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
             f"--cidr={POD_CIDR}",
             "--node-lease-duration-seconds=40",
         ])
