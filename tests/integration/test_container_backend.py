@@ -6,7 +6,9 @@ real MinIO. Images and their torch: see tests/integration/conftest.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -187,6 +189,29 @@ def test_stop_sends_sigterm_and_the_trainer_checkpoints(
     assert status.artifacts.model is None
     assert s3_keys(job_env, "ckpt/stopped/")
     assert containers_of(docker_client, job.name) == []
+
+
+def test_a_dead_supervisor_is_reported_and_its_container_removed(
+    example_images: dict[str, str], torch_backend: Any, torch_runtime: Any, digits_data: dict[str, str],
+    job_env: Any, docker_client: Any,
+) -> None:
+    job = trainforge.submit_job(
+        example_images["digits-pytorch"], data=digits_data, backend=torch_backend,
+        hparams={"epochs": "50", "sleep_per_epoch": "1"}, output=job_env.uri("models/"), env=torch_runtime.env,
+    )
+    follow_until(job, lambda line: line.startswith("epoch=1 "), timeout=180)
+    jobdir = torch_backend.jobdir(job.name)
+    record = jobdir.read_trainer()
+    assert record is not None and record["kind"] == "container"
+    assert [c.id for c in containers_of(docker_client, job.name)] == [record["id"]]
+    pid = jobdir.supervisor_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    status = wait_for(lambda: job.status() if job.phase.finished else None, timeout=30,
+                      what="the dead supervisor to be noticed")
+    assert status.phase == Phase.FAILED and "supervisor process died" in (status.failure_reason or "")
+    assert containers_of(docker_client, job.name) == []  # not left training behind a Failed status
+    assert jobdir.read_trainer() is None
 
 
 def _csv_channel(bucket: Any, tmp_path: Path, rows: list[tuple[float, float]]) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import trainforge
 from trainforge.backends.local.backend import LocalBackend
+from trainforge.backends.local.orphans import process_start_ticks
 from trainforge.errors import (
     BackendError,
     ImageNotFound,
@@ -327,18 +328,33 @@ def test_stop_from_another_process(home: Path, tmp_path: Path) -> None:
     assert_no_model(job, tmp_path)
 
 
-def test_dead_supervisor_is_reported_not_left_running(home: Path, tmp_path: Path) -> None:
-    job = trainforge.submit_job(str(FAULTS), hparams=faults("sleep", seconds=5))
+def test_dead_supervisor_is_reported_and_its_trainer_ended(home: Path, tmp_path: Path) -> None:
+    job = trainforge.submit_job(str(FAULTS), hparams=faults("sleep", seconds=120))
     wait_for_log(job, "sleeping", timeout=60)
     jobdir = LocalBackend("process").jobdir(job.name)
     pid = jobdir.supervisor_pid()
-    assert pid is not None
+    record = jobdir.read_trainer()
+    assert pid is not None and record is not None and record["kind"] == "process"
+    trainer = int(record["pgid"])
+    assert process_start_ticks(trainer) == record["start"]  # the trainer runs
     os.kill(pid, signal.SIGKILL)
     status = wait_until(lambda: job.status() if job.phase.finished else None, timeout=30,
                         what="the dead supervisor to be noticed")
     assert status.phase is Phase.FAILED
     assert status.failure_reason == f"the local supervisor process died (see {jobdir.supervisor_log})"
+    # Reported Failed, so not still training: the reader that noticed ended it.
+    wait_until(lambda: process_start_ticks(trainer) is None or _zombie(trainer), timeout=10,
+               what=f"trainer {trainer} to be gone")
+    assert jobdir.read_trainer() is None
+    assert "the supervisor died; its trainer (process group" in jobdir.supervisor_log.read_text()
     assert_no_model(job, tmp_path)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 # --- bad input, refused at submit: nothing is created or uploaded -----------------------

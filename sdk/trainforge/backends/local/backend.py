@@ -19,6 +19,7 @@ from ...metrics import MetricRecord
 from ...spec import Phase, TrainingJob
 from .jobdir import JobDir
 from .launchers import make_launcher
+from .orphans import end_orphan
 from .records import job_metric_records
 
 FOLLOW_POLL_SECONDS = 0.05
@@ -125,6 +126,13 @@ class LocalBackend:
                 status.phase = Phase.FAILED
                 status.failure_reason = status.message = (
                     f"the local supervisor process died (see {jobdir.supervisor_log})")
+                record = jobdir.read_trainer()
+                if record:  # a Failed job must not go on training
+                    ended = end_orphan(record)
+                    if ended:
+                        with open(jobdir.supervisor_log, "a", encoding="utf-8") as log:
+                            log.write(f"trainforge: the supervisor died; {ended} (by pid {os.getpid()})\n")
+                    jobdir.clear_trainer()
         job.status = status
         return job
 

@@ -55,6 +55,7 @@ import requests
 from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
+from .orphans import container_record
 
 MANAGED_BY = "trainforge-local"
 LABEL_JOB = "trainforge.dev/job"
@@ -128,9 +129,10 @@ def _linked_channels(run_dir: Path) -> dict[str, dict[str, str]]:
 class _Container:
     """One started container; the Launched side of the protocol."""
 
-    def __init__(self, container: Any, notes: list[str]):
+    def __init__(self, container: Any, notes: list[str], docker_host: str):
         self._container = container
         self._notes = notes
+        self._docker_host = docker_host
         self._exit_code: int | None = None
         self._done = threading.Event()
         threading.Thread(target=self._wait, name=f"wait-{container.name}", daemon=True).start()
@@ -194,6 +196,20 @@ class _Container:
             pass
         except docker.errors.APIError as exc:
             print(f"could not remove container {self._container.name}: {exc}", file=sys.stderr, flush=True)
+
+
+    def record(self) -> dict[str, Any]:
+        return container_record(self._container.id, self._container.name, self._docker_host)
+
+
+def remove_container(docker_host: str, container_id: str) -> bool:
+    """Force-remove a container (the trainer of a supervisor that died); False
+    when it is already gone or the engine is (and the container with it)."""
+    try:
+        connect(docker_host).containers.get(container_id).remove(force=True)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, EngineUnavailable):
+        return False
+    return True
 
 
 class ContainerLauncher:
@@ -340,7 +356,7 @@ class ContainerLauncher:
                 raise BackendError(f"could not start image {image!r} for job {job}: {exc.explanation or exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
-        return _Container(container, notes)
+        return _Container(container, notes, self.engine_address)
 
     # -- helpers ------------------------------------------------------------------
     def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> Any:

@@ -6,6 +6,7 @@ of status) and every reader (SDK, CLI, other processes).
         status.json         TrainingJobStatus, replaced atomically
         supervisor.pid      pid of the supervising process
         stop                exists once a stop was requested
+        trainer.json        what runs for the current attempt (orphans.py), while it runs
         logs/attempt-N.log  trainer output per attempt (stdout and stderr)
         metrics.jsonl       metric records scraped from the logs by regex
         run/                the contract root (/opt/ml) of the current attempt
@@ -51,6 +52,8 @@ class JobDir:
     def pid_file(self) -> Path: return self.path / "supervisor.pid"
     @property
     def stop_file(self) -> Path: return self.path / "stop"
+    @property
+    def trainer_file(self) -> Path: return self.path / "trainer.json"
     @property
     def logs_dir(self) -> Path: return self.path / "logs"
     @property
@@ -109,6 +112,19 @@ class JobDir:
             return int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+
+    def record_trainer(self, record: dict[str, Any]) -> None:
+        """What is running for the current attempt (see orphans.py)."""
+        write_atomically(self.trainer_file, json.dumps(record))
+
+    def read_trainer(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.trainer_file.read_text(encoding="utf-8")))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def clear_trainer(self) -> None:
+        self.trainer_file.unlink(missing_ok=True)
 
     def request_stop(self) -> None:
         write_atomically(self.stop_file, utc_now())

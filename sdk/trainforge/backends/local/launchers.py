@@ -10,10 +10,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...contract import Layout
 from ...errors import ImageNotFound
+from .orphans import process_record
 
 
 class Launched(Protocol):
@@ -24,6 +25,8 @@ class Launched(Protocol):
     def poll(self) -> int | None: ...
     def wait(self, timeout: float | None = None) -> int: ...
     def cleanup(self) -> None: ...
+    def record(self) -> dict[str, Any]:
+        """How another process finds it to end it (orphans.py)."""
 
 
 class Launcher(Protocol):
@@ -77,6 +80,9 @@ class _Subprocess:
     def cleanup(self) -> None:
         if self._popen.stdout:
             self._popen.stdout.close()
+
+    def record(self) -> dict[str, Any]:
+        return process_record(self._popen.pid)  # its own session: pid == process group id
 
 
 class ProcessLauncher:

@@ -25,7 +25,7 @@ from ...contract import HostInfo, contract_env, host_names, read_failure_reason
 from ...errors import TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
-from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus
+from ...spec import Condition, Phase, TrainingJob
 from ...staging import (
     ArtifactURIs, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
     write_config_files,
@@ -106,6 +106,7 @@ class Supervisor:
         started = time.monotonic()
         self.last_output = None
         launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
+        self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
         pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
         pump.start()
         stopped = timed_out = False
@@ -126,6 +127,7 @@ class Supervisor:
         code = launched.wait()
         pump.join(timeout=10)
         launched.cleanup()
+        self.jobdir.clear_trainer()
         self.training_seconds += time.monotonic() - started
         failure = None
         if os.path.exists(self.jobdir.layout.failure_file):
