@@ -68,6 +68,18 @@ def torch_backend(job_env: Any, torch_runtime: Any) -> Any:
     return get_backend("container", volumes=torch_runtime.volume)
 
 
+@pytest.fixture
+def submit_slow_digits(example_images: dict[str, str], torch_backend: Any, torch_runtime: Any,
+                       digits_data: dict[str, str], job_env: Any) -> Callable[..., trainforge.Job]:
+    """Submits the digits image with a one-second pause per epoch (time to act mid-training)."""
+    def submit(epochs: int, **options: Any) -> trainforge.Job:
+        return trainforge.submit_job(
+            example_images["digits-pytorch"], data=digits_data, backend=torch_backend,
+            hparams={"epochs": str(epochs), "sleep_per_epoch": "1"}, output=job_env.uri("models/"),
+            env=torch_runtime.env, **options)
+    return submit
+
+
 def containers_of(docker_client: Any, job: str) -> list[Any]:
     return docker_client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job}"})
 
@@ -140,15 +152,9 @@ def test_digits_trains_in_a_container_with_data_and_model_in_minio(
 
 
 def test_a_killed_container_resumes_from_its_last_checkpoint_on_retry(
-    example_images: dict[str, str], torch_backend: Any, torch_runtime: Any, digits_data: dict[str, str],
-    job_env: Any, docker_client: Any,
+    submit_slow_digits: Callable[..., trainforge.Job], job_env: Any, docker_client: Any,
 ) -> None:
-    job = trainforge.submit_job(
-        example_images["digits-pytorch"], data=digits_data, backend=torch_backend,
-        hparams={"epochs": "6", "sleep_per_epoch": "1"}, max_attempts=2,
-        checkpoints=job_env.uri("ckpt/killed/"), output=job_env.uri("models/"),
-        metrics=DIGITS_METRICS, env=torch_runtime.env,
-    )
+    job = submit_slow_digits(6, max_attempts=2, checkpoints=job_env.uri("ckpt/killed/"), metrics=DIGITS_METRICS)
     follow_until(job, lambda line: line.startswith("epoch=3 "), timeout=180)
     # The epoch's checkpoint is written right after its line; then the trainer idles.
     run_dir = load_settings().jobs_root / job.name / "run"
@@ -170,14 +176,9 @@ def test_a_killed_container_resumes_from_its_last_checkpoint_on_retry(
 
 
 def test_stop_sends_sigterm_and_the_trainer_checkpoints(
-    example_images: dict[str, str], torch_backend: Any, torch_runtime: Any, digits_data: dict[str, str],
-    job_env: Any, docker_client: Any,
+    submit_slow_digits: Callable[..., trainforge.Job], job_env: Any, docker_client: Any,
 ) -> None:
-    job = trainforge.submit_job(
-        example_images["digits-pytorch"], data=digits_data, backend=torch_backend,
-        hparams={"epochs": "50", "sleep_per_epoch": "1"}, checkpoints=job_env.uri("ckpt/stopped/"),
-        output=job_env.uri("models/"), env=torch_runtime.env,
-    )
+    job = submit_slow_digits(50, checkpoints=job_env.uri("ckpt/stopped/"))
     follow_until(job, lambda line: line.startswith("epoch=2 "), timeout=180)
     stopped_at = time.monotonic()
     job.stop()
@@ -192,13 +193,9 @@ def test_stop_sends_sigterm_and_the_trainer_checkpoints(
 
 
 def test_a_dead_supervisor_is_reported_and_its_container_removed(
-    example_images: dict[str, str], torch_backend: Any, torch_runtime: Any, digits_data: dict[str, str],
-    job_env: Any, docker_client: Any,
+    submit_slow_digits: Callable[..., trainforge.Job], torch_backend: Any, docker_client: Any,
 ) -> None:
-    job = trainforge.submit_job(
-        example_images["digits-pytorch"], data=digits_data, backend=torch_backend,
-        hparams={"epochs": "50", "sleep_per_epoch": "1"}, output=job_env.uri("models/"), env=torch_runtime.env,
-    )
+    job = submit_slow_digits(50)
     follow_until(job, lambda line: line.startswith("epoch=1 "), timeout=180)
     jobdir = torch_backend.jobdir(job.name)
     record = jobdir.read_trainer()
