@@ -54,10 +54,10 @@ def write_hps(root: Path, values: dict) -> None:
 def test_public_surface_is_pinned():
     assert sorted(runtime.__all__) == sorted([
         "STOPPED_EXIT_CODE", "ChannelNotFoundError", "HyperparameterError", "Hyperparameters",
-        "RuntimeContractError", "TrainingEnvironment", "atomic_write", "channel_path", "checkpoint_dir",
+        "RuntimeContractError", "Stopped", "TrainingEnvironment", "atomic_write", "channel_path", "checkpoint_dir",
         "current", "describe_exception", "handle_stop_signals", "hyperparameters", "latest_checkpoint",
         "list_checkpoints", "log_metric", "model_dir", "on_stop", "output_data_dir", "prune_checkpoints",
-        "stop_requested", "stop_signal", "wait_for_stop", "write_failure",
+        "run_trainer", "stop_requested", "stop_signal", "wait_for_stop", "write_failure",
     ])
     for name in runtime.__all__:
         assert getattr(runtime, name) is not None
@@ -66,7 +66,7 @@ def test_public_surface_is_pinned():
 
 def test_import_is_stdlib_only_and_has_no_side_effects(tmp_path: Path):
     absent_root = tmp_path / "not-there"
-    probe = textwrap.dedent(f"""
+    probe = textwrap.dedent("""
         import json, signal, sys
         before = set(sys.modules)
         import trainforge.runtime as runtime
@@ -77,11 +77,11 @@ def test_import_is_stdlib_only_and_has_no_side_effects(tmp_path: Path):
             and m not in ("trainforge", "trainforge.contract")
             and not m.startswith("trainforge.runtime")
         )
-        print(json.dumps({{
+        print(json.dumps({
             "foreign": foreign,
             "sigterm_default": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
             "snapshot_built": environment._current is not None,
-        }}))
+        }))
     """)
     env = {**os.environ, "TRAINFORGE_ROOT": str(absent_root)}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
@@ -494,3 +494,23 @@ def test_first_sigterm_is_survived_second_one_ends_the_process():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert out.stdout == "stop requested: True\n"
     assert out.returncode == -signal.SIGTERM
+
+
+def test_run_trainer_turns_how_train_ended_into_exit_code_and_failure_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TRAINFORGE_ROOT", str(tmp_path))
+    failure = tmp_path / "output" / "failure"
+
+    def stopped() -> None:
+        raise runtime.Stopped("stopped by SIGTERM after epoch 2 of 5")
+
+    def broken() -> None:
+        raise ValueError("bad row 7")
+
+    assert runtime.run_trainer(lambda: None) == 0
+    assert not failure.exists() and "finished in" in capsys.readouterr().out
+    assert runtime.run_trainer(stopped) == runtime.STOPPED_EXIT_CODE == 143
+    assert failure.read_text().startswith("stopped by SIGTERM after epoch 2 of 5")
+    assert runtime.run_trainer(broken) == 1
+    assert "ValueError: bad row 7" in failure.read_text()
+    assert "Traceback" in capsys.readouterr().err

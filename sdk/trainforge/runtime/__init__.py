@@ -16,6 +16,7 @@ nothing happens at import: the environment is read on first use.
 from __future__ import annotations
 
 from .checkpoints import atomic_write, latest_checkpoint, list_checkpoints, prune_checkpoints
+from .entrypoint import Stopped, run_trainer
 from .environment import (
     TrainingEnvironment, channel_path, checkpoint_dir, current, hyperparameters, model_dir,
     output_data_dir,
@@ -34,6 +35,7 @@ __all__ = [
     "HyperparameterError",
     "Hyperparameters",
     "RuntimeContractError",
+    "Stopped",
     "TrainingEnvironment",
     "atomic_write",
     "channel_path",
@@ -49,6 +51,7 @@ __all__ = [
     "on_stop",
     "output_data_dir",
     "prune_checkpoints",
+    "run_trainer",
     "stop_requested",
     "stop_signal",
     "wait_for_stop",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,6 @@ from torch import nn
 from trainforge import runtime
 
 CHECKPOINT_PATTERN = "epoch-*.pt"
-
-
-class Stopped(Exception):
-    """The platform asked us to stop (SIGTERM)."""
 
 
 def load_channel(name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +132,7 @@ def train() -> None:
             runtime.wait_for_stop(sleep_per_epoch)
         stop = runtime.stop_signal()
         if stop is not None and epoch < epochs:
-            raise Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
+            raise runtime.Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
                           f"checkpoint saved, a restart resumes at epoch {epoch + 1}")
 
     val_acc, predicted = evaluate(model, X_val, y_val)
@@ -165,19 +159,7 @@ def train() -> None:
 
 
 def main() -> int:
-    started = time.monotonic()
-    try:
-        train()
-    except Stopped as stop:
-        print(str(stop), flush=True)
-        runtime.write_failure(str(stop))
-        return runtime.STOPPED_EXIT_CODE
-    except Exception as exc:
-        traceback.print_exc()
-        runtime.write_failure(exc)
-        return 1
-    print(f"finished in {time.monotonic() - started:.1f}s", flush=True)
-    return 0
+    return runtime.run_trainer(train)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,10 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
-import traceback
 
 from trainforge import runtime
 
 CHECKPOINTS = "epoch-*.json"
-
-
-class Stopped(Exception):
-    """The platform asked us to stop (SIGTERM)."""
 
 
 def load_rows() -> list[tuple[float, float]]:
@@ -88,7 +82,7 @@ def train() -> None:
         runtime.prune_checkpoints(keep=2, pattern=CHECKPOINTS)
         stop = runtime.stop_signal()
         if stop is not None and epoch < epochs:
-            raise Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
+            raise runtime.Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
                           f"a restart resumes at epoch {epoch + 1}")
 
     model = {"type": "linear", "w": w, "b": b, "loss": loss, "hyperparameters": hp.as_dict()}
@@ -99,19 +93,7 @@ def train() -> None:
 
 def main() -> int:
     # Platforms run the image as `<entrypoint> train`; the argument is accepted and ignored.
-    started = time.monotonic()
-    try:
-        train()
-    except Stopped as stop:
-        print(str(stop), flush=True)
-        runtime.write_failure(str(stop))
-        return runtime.STOPPED_EXIT_CODE
-    except Exception as exc:  # noqa: BLE001 - any failure becomes the job's failure reason
-        traceback.print_exc()
-        runtime.write_failure(exc)
-        return 1
-    print(f"finished in {time.monotonic() - started:.1f}s", flush=True)
-    return 0
+    return runtime.run_trainer(train)
 
 
 if __name__ == "__main__":
