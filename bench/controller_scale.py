@@ -425,7 +425,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10000, help="TrainingJobs in the cluster for the RSS reading")
     parser.add_argument("--nodes", type=int, default=32)
     parser.add_argument("--gpus-per-node", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=16, help="the controller's --workers")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="the controller's --workers")
     parser.add_argument("--create-threads", type=int, default=16)
     parser.add_argument("--settle", type=float, default=30.0, help="seconds of steady state to measure")
     parser.add_argument("--timeout", type=float, default=600.0)

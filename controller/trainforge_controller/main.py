@@ -38,11 +38,15 @@ except ImportError:  # pragma: no cover
     start_http_server = None  # type: ignore[assignment]
 
 Key = tuple[str, str]
+# Reconcile passes at once. A pass mostly waits on the apiserver (a Job create
+# is ~40 ms of its time under load), so threads, not cores, bound how fast a
+# burst of submissions gets its Jobs (bench/controller_scale.py).
+DEFAULT_WORKERS = 16
 
 
 class Controller:
     def __init__(self, api: client.ApiClient, settings: ControllerSettings | None = None,
-                 namespace: str | None = None, workers: int = 2, watch_seconds: int = 30,
+                 namespace: str | None = None, workers: int = DEFAULT_WORKERS, watch_seconds: int = 30,
                  **reconciler_options: Any):
         self.api = api
         self.settings = settings or ControllerSettings()
@@ -229,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trainforge-controller")
     parser.add_argument("--namespace", default=os.environ.get("WATCH_NAMESPACE") or None)
     parser.add_argument("--metrics-port", type=int, default=8080)
-    # Reconcile passes at once. A pass mostly waits on the apiserver (a Job
-    # create is ~40 ms of its time under load), so threads, not cores, bound how
-    # fast a burst of submissions gets its Jobs (bench/controller_scale.py).
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--no-leader-election", action="store_true")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -72,22 +72,18 @@ def job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def job_seconds(job: dict[str, Any], now: datetime) -> float:
-    status = job.get("status") or {}
-    start = _ts(status.get("startTime"))
-    if start is None:
-        return 0.0
-    end = _ts(status.get("completionTime"))
-    if end is None:
-        done = job_condition(job, "Failed") or job_condition(job, "Complete")
-        end = _ts(done.get("lastTransitionTime")) if done else None
-    return max(0.0, ((end or now) - start).total_seconds())
-
-
 def _job_end(job: dict[str, Any]) -> datetime | None:
     status = job.get("status") or {}
     done = job_condition(job, "Failed") or job_condition(job, "Complete")
     return _ts(status.get("completionTime")) or (_ts(done.get("lastTransitionTime")) if done else None)
+
+
+def job_seconds(job: dict[str, Any], now: datetime) -> float:
+    """How long a Job has been started (what activeDeadlineSeconds counts)."""
+    start = _ts((job.get("status") or {}).get("startTime"))
+    if start is None:
+        return 0.0
+    return max(0.0, ((_job_end(job) or now) - start).total_seconds())
 
 
 def pod_seconds(pod: dict[str, Any], job_end: datetime | None, now: datetime) -> float:

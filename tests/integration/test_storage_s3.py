@@ -21,6 +21,8 @@ from trainforge.errors import (
 )
 from trainforge.storage import ObjectStore, open_store
 
+from tests.trees import read_tree, write_tree
+
 pytestmark = pytest.mark.minio
 
 MiB = 1024 * 1024
@@ -62,15 +64,7 @@ def make_dataset(root: Path, small: int = 120, large_mb: int = 12) -> dict[str, 
     for i in range(small):
         files[f"shard-{i % 4}/sample-{i:04d}.bin"] = os.urandom(i * 37)  # includes an empty file
     files["weights/large.bin"] = os.urandom(large_mb * MiB)
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return files
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return write_tree(root, files)
 
 
 def leftovers(root: Path) -> list[Path]:

@@ -24,6 +24,8 @@ from trainforge.storage.base import relative_name, shard_objects
 from trainforge.storage.local import LocalStore
 from trainforge.uris import parse_uri
 
+from tests.trees import read_tree, write_tree
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -50,15 +52,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
         "sub/deeper/empty-too": b"",
         "big.bin": os.urandom(2 * 1024 * 1024 + 17),
     }
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return files
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return write_tree(root, files)
 
 
 class Recorder:

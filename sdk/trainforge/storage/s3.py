@@ -145,14 +145,19 @@ class S3Store(BaseStore):
             pass
         return ObjectNotFound(f"no object at {uri}")
 
+    @contextlib.contextmanager
+    def _not_found_is_missing(self, uri: StorageURI) -> Iterator[None]:
+        """A 404 becomes ObjectNotFound naming what is missing: the bucket or the object."""
+        try:
+            yield
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise self._missing(uri) from exc
+            raise
+
     def _head(self, uri: StorageURI) -> dict[str, Any]:
-        with self._errors(uri, "read"):
-            try:
-                return dict(self.client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED"))
-            except ClientError as exc:
-                if is_not_found(exc):
-                    raise self._missing(uri) from exc
-                raise
+        with self._errors(uri, "read"), self._not_found_is_missing(uri):
+            return dict(self.client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED"))
 
     # --- reading ------------------------------------------------------------------
     def local_path(self, uri: str | StorageURI) -> str | None:
@@ -198,12 +203,8 @@ class S3Store(BaseStore):
                 raise
 
     def _get_stream(self, uri: StorageURI) -> dict[str, Any]:
-        try:
+        with self._not_found_is_missing(uri):
             return dict(self.client.get_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED"))
-        except ClientError as exc:
-            if is_not_found(exc):
-                raise self._missing(uri) from exc
-            raise
 
     def read_bytes(self, uri: str | StorageURI) -> bytes:
         u = as_uri(uri)
