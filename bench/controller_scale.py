@@ -420,6 +420,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from trainforge_controller.main import DEFAULT_WORKERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000, help="one-GPU jobs submitted at once")
     parser.add_argument("--big", type=int, default=10000, help="TrainingJobs in the cluster for the RSS reading")
