@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import Backend, get_backend
 from .backends.base import Validating
 from .errors import JobFailed, SpecError, SpecIssue
-from .spec import Phase, TrainingJob, TrainingJobStatus, parse_job
+from .spec import Phase, TrainingJob, TrainingJobStatus, check_job_name, parse_job
 from .staging import channel_uri, download_model
 from .storage import NullProgress, TransferProgress, open_store
 from .uris import SCHEMES
@@ -30,7 +30,7 @@ class Job:
     """A handle on one submitted job; cheap, holds only its name and backend."""
 
     def __init__(self, name: str, backend: Backend):
-        self.name = name
+        self.name = check_job_name(name)  # InvalidJobName before any backend sees it
         self.backend = backend
 
     def __repr__(self) -> str:
@@ -201,6 +201,7 @@ def submit(job: TrainingJob | Mapping[str, Any], backend: str | Backend | None =
 
 
 def get_job(name: str, backend: str | Backend | None = None) -> Job:
+    check_job_name(name)
     chosen = _resolve_backend(backend)
     chosen.get(name)  # JobNotFound early
     return Job(name, chosen)

@@ -44,11 +44,11 @@ def test_unknown_job_exits_3(runner: CliRunner) -> None:
         assert "no local job named 'ghost'" in result.output
 
 
-def test_unknown_trainer_directory_exits_4(runner: CliRunner, tmp_path: Path) -> None:
+def test_unknown_trainer_directory_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text(f"metadata: {{name: a}}\nspec: {{image: {tmp_path}}}\n")
     result = runner.invoke(main, ["submit", str(spec)])
-    assert result.exit_code == 4
+    assert result.exit_code == 2
     assert "no trainer module" in result.output
 
 
@@ -68,7 +68,7 @@ def test_submit_wait_status_list_logs_json(runner: CliRunner, tmp_path: Path) ->
     status = runner.invoke(main, ["status", "hello"])
     assert "Completed" in status.output and "model.tar.gz" in status.output
     again = runner.invoke(main, ["submit", str(spec)])
-    assert again.exit_code == 4 and "already exists" in again.output
+    assert again.exit_code == 2 and "already exists" in again.output  # a taken name is invalid input
 
 
 def test_schema_command_prints_the_json_schema(runner: CliRunner) -> None:

@@ -4,6 +4,7 @@ validation problem reported by its field path (``spec.inputs[0].uri``)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,21 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import SpecError, SpecIssue
-from .models import PATTERN_MEANING, TrainingJob
+from ..errors import InvalidJobName, SpecError, SpecIssue
+from .models import NAME_PATTERN, PATTERN_MEANING, TrainingJob
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_job_name(name: object) -> str:
+    """``name`` if it can be a job's name (a DNS-1123 label, at most 63
+    characters), else InvalidJobName: every lookup calls this before the name
+    becomes part of a path or a URL, so ``../x`` never reaches the filesystem."""
+    if not isinstance(name, str):
+        raise InvalidJobName(repr(name), f"a string, got {type(name).__name__}")
+    if not (len(name) <= 63 and _NAME.fullmatch(name)):
+        raise InvalidJobName(name, PATTERN_MEANING[NAME_PATTERN] + ", at most 63 characters")
+    return name
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

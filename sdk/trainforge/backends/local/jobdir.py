@@ -23,7 +23,7 @@ from typing import Any
 
 from ..._time import utc_now
 from ...contract import Layout
-from ...errors import BackendError
+from ...errors import BackendError, JobExists
 from ...spec import TrainingJob, TrainingJobStatus, parse_job
 
 
@@ -73,21 +73,22 @@ class JobDir:
         return sorted(files, key=lambda p: int(p.stem.split("-")[1]))
 
     def create(self, job: TrainingJob, settings: dict[str, Any]) -> None:
-        """Create the folder for a new job; BackendError if the name is taken."""
+        """Create the folder for a new job; JobExists if the name is taken."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()
         except FileExistsError:
-            raise BackendError(
-                f"a local job named {job.name!r} already exists ({self.path}); "
-                "choose another name or use metadata.generateName"
-            ) from None
+            raise self.exists_error() from None
         except OSError as exc:
             raise BackendError(f"cannot create the job folder {self.path}: {exc}") from exc
         self.logs_dir.mkdir()
         document = {"job": job.to_dict(), "backend": settings}
         write_atomically(self.job_file, json.dumps(document, indent=2))
         self.write_status(TrainingJobStatus(message="submitted"))
+
+    def exists_error(self) -> JobExists:
+        return JobExists(f"a local job named {self.name!r} already exists ({self.path}); "
+                         "choose another name or use metadata.generateName")
 
     def read_document(self) -> dict[str, Any]:
         return json.loads(self.job_file.read_text(encoding="utf-8"))

@@ -1,0 +1,222 @@
+"""Issue 9, "names are names" and the CLI's promises: every lookup checks the
+job name before it becomes a path or a URL, every CLI error is one printable
+line with its documented exit code, and what a job's author or trainer wrote
+(messages, failure reasons, metric names) never reaches a terminal raw.
+
+Attacks run through the real CLI (click's CliRunner) and the real process
+backend with a fresh TRAINFORGE_HOME; nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import trainforge
+from trainforge.backends.local.backend import LocalBackend
+from trainforge.cli import main
+from trainforge.errors import InvalidJobName, JobExists, SpecError
+
+from tests.integration.local_jobs import stop_leftovers
+
+REPO = Path(__file__).resolve().parents[2]
+FAULTS = REPO / "tests" / "trainers" / "faults"
+FIRST_LINE = REPO / "bench" / "trainers" / "first-line"
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\r\x08\u202e"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    folder = tmp_path / "home"
+    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
+    yield folder
+    stop_leftovers()
+
+
+@pytest.fixture
+def runner(home: Path) -> CliRunner:
+    return CliRunner()
+
+
+def one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: "), output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def assert_inert(text: str) -> None:
+    """No control character (terminal escape, CR, backspace, bidi override) survived."""
+    for char in "\x1b\x07\x08\r\u202e":
+        assert char not in text, (char, text)
+
+
+# --- names are names -----------------------------------------------------------------------
+
+@pytest.fixture
+def victim(home: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A job folder planted outside the jobs folder, reachable as ``../victim``,
+    whose supervisor pid is a live process of this test."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    folder = home / "victim"
+    (folder / "logs").mkdir(parents=True)
+    job = {"metadata": {"name": "victim"}, "spec": {"image": str(FAULTS)}}
+    (folder / "job.json").write_text(json.dumps({"job": job, "backend": {
+        "kind": "process", "options": {}, "output": "local://planted/"}}))
+    (folder / "status.json").write_text(json.dumps({"phase": "Training", "message": "planted status"}))
+    (folder / "supervisor.pid").write_text(str(sleeper.pid))
+    (folder / "logs" / "attempt-1.log").write_text("planted log line\n")
+    (folder / "metrics.jsonl").write_text(json.dumps({"timestamp": 1.0, "name": "planted", "value": 1.0}) + "\n")
+    (home / "jobs").mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder, sleeper
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", ["stop", "status", "logs", "metrics"])
+@pytest.mark.parametrize("name", ["../victim", "../victim/", "./../victim", "x/../../victim", str(Path("/")),
+                                  ".."])
+def test_a_path_is_not_a_job_name(runner: CliRunner, victim: tuple[Path, subprocess.Popen[bytes]],
+                                  command: str, name: str) -> None:
+    folder, sleeper = victim
+    before = snapshot(folder)
+    result = runner.invoke(main, [command, name])
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert line.startswith(f"error: invalid job name {name!r}: expected a DNS-1123 label")
+    assert "planted" not in result.output
+    assert snapshot(folder) == before  # nothing written: no stop file, no status
+    assert not (folder / "stop").exists()
+    assert sleeper.poll() is None  # not signalled
+
+
+def test_the_sdk_checks_names_before_any_lookup(home: Path, victim: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    folder, sleeper = victim
+    before = snapshot(folder)
+    backend = LocalBackend("process")
+    for attempt in (
+        lambda: trainforge.get_job("../victim"),
+        lambda: trainforge.Job("../victim", backend),
+        lambda: backend.get("../victim"),
+        lambda: backend.stop("../victim"),
+        lambda: list(backend.logs("../victim")),
+        lambda: backend.metrics("../victim"),
+        lambda: backend.delete("../victim"),
+    ):
+        with pytest.raises(InvalidJobName):
+            attempt()
+    assert snapshot(folder) == before and folder.is_dir() and sleeper.poll() is None
+    # InvalidJobName is a SpecError: a caller catching bad input catches it too.
+    assert issubclass(InvalidJobName, SpecError)
+
+
+def test_a_planted_folder_in_the_jobs_folder_is_not_listed(runner: CliRunner, home: Path) -> None:
+    odd = home / "jobs" / "Not A Name"
+    odd.mkdir(parents=True)
+    (odd / "job.json").write_text("{}")
+    result = runner.invoke(main, ["list", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == []
+
+
+def test_kubernetes_backend_checks_names_before_the_api(tmp_path: Path) -> None:
+    from kubernetes import client
+
+    from trainforge.backends.kubernetes import KubernetesBackend
+    from trainforge.config import load_settings
+
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:1"  # nothing listens: a request would fail differently
+    backend = KubernetesBackend(load_settings(), namespace="default", api_client=client.ApiClient(configuration))
+    for attempt in (lambda: backend.get("../../secrets/x"), lambda: backend.stop("a/b"),
+                    lambda: list(backend.logs("x,y")), lambda: backend.metrics("UPPER")):
+        with pytest.raises(InvalidJobName):
+            attempt()
+
+
+@pytest.mark.parametrize("name", ["../x", "Bad", "a" * 64, "x\x1b[2J", "-x", "", "x" * 100_000])
+def test_submit_name_override_is_checked(runner: CliRunner, home: Path, tmp_path: Path, name: str) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"metadata": {"name": "fine"}, "spec": {"image": str(FIRST_LINE)}}))
+    result = runner.invoke(main, ["submit", str(spec), "--name", name])
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert line.startswith("error: invalid job name ")
+    assert_inert(line)
+    assert len(line) < 300
+    assert not (home / "x").exists() and not (home / "jobs").exists()
+
+
+# --- duplicate names: refused before any upload ---------------------------------------------
+
+def test_a_rejected_duplicate_uploads_nothing_into_the_existing_jobs_input(home: Path, tmp_path: Path) -> None:
+    first_data = tmp_path / "first"
+    first_data.mkdir()
+    (first_data / "train.csv").write_text("1,2\n")
+    first = trainforge.submit_job(str(FAULTS), data=first_data, name="taken", hparams={"action": "ok"})
+    first.wait(timeout=120)
+    store = home / "store" / "trainforge-data"
+    before = snapshot(store)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.csv").write_text("OVERWRITTEN\n")
+    (other / "extra.csv").write_text("new file\n")
+    with pytest.raises(JobExists, match="a local job named 'taken' already exists"):
+        trainforge.submit_job(str(FAULTS), data=other, name="taken", hparams={"action": "ok"})
+    assert snapshot(store) == before
+
+
+def test_a_duplicate_name_is_invalid_input_on_the_cli(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"metadata": {"name": "twice"}, "spec": {"image": str(FIRST_LINE)}}))
+    assert runner.invoke(main, ["submit", str(spec), "--wait"]).exit_code == 0
+    again = runner.invoke(main, ["submit", str(spec)])
+    assert again.exit_code == 2
+    assert "a local job named 'twice' already exists" in one_error_line(again.output)
+
+
+# --- hostile text from the job: never printed raw -------------------------------------------
+
+def test_status_and_list_escape_what_the_trainer_wrote(runner: CliRunner, tmp_path: Path) -> None:
+    message = f"boom {ESCAPES} [/bold] [red]x[/red]"
+    job = trainforge.submit_job(str(FAULTS), name="hostile", hparams={"action": "failure", "message": message},
+                                metrics={f"loss{ESCAPES[:4]}": "nothing=([0-9]+)"})
+    job.wait(timeout=120, raise_on_failure=False)
+    status = runner.invoke(main, ["status", "hostile"])
+    assert status.exit_code == 1, status.output  # it ended Failed
+    assert "Traceback" not in status.output
+    assert_inert(status.output)
+    assert "\\x1b[2J" in status.output and "[/bold]" in status.output  # shown, escaped, not interpreted
+    listed = runner.invoke(main, ["list"])
+    assert listed.exit_code == 0 and "hostile" in listed.output
+    assert_inert(listed.output)
+    # JSON keeps the exact text for scripts (json escapes control characters itself).
+    document = json.loads(runner.invoke(main, ["status", "hostile", "-o", "json"]).output)
+    assert "\x1b[2J\x1b]0;owned\x07" in document["status"]["failureReason"]
+
+
+def test_metric_names_from_the_trainer_are_escaped(runner: CliRunner, home: Path) -> None:
+    job = trainforge.submit_job(str(FAULTS), name="metric-names", hparams={"action": "ok"},
+                                metrics={f"\x1b[31mloss{ESCAPES.replace(chr(13), '')}": "loss=([0-9.]+)"})
+    job.wait(timeout=120)
+    for command in (["metrics", "metric-names"], ["status", "metric-names"], ["list"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 0, result.output
+        assert_inert(result.output)
+    assert "\\x1b[31mloss" in runner.invoke(main, ["metrics", "metric-names"]).output
