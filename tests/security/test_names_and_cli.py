@@ -220,3 +220,96 @@ def test_metric_names_from_the_trainer_are_escaped(runner: CliRunner, home: Path
         assert result.exit_code == 0, result.output
         assert_inert(result.output)
     assert "\\x1b[31mloss" in runner.invoke(main, ["metrics", "metric-names"]).output
+
+
+# --- hostile spec files: one line, exit 2, the field path ------------------------------------
+
+def submit_spec(runner: CliRunner, path: Path, *extra: str) -> str:
+    result = runner.invoke(main, ["submit", str(path), *extra])
+    assert result.exit_code == 2, result.output
+    return one_error_line(result.output)
+
+
+def spec_with(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_deeply_nested_documents(runner: CliRunner, tmp_path: Path) -> None:
+    deep = "[" * 40 + "]" * 40
+    line = submit_spec(runner, spec_with(tmp_path, "deep.json", json.dumps(
+        {"metadata": {"name": "a"}, "spec": {"image": "x"}})[:-2] + f', "hyperparameters": {{"a": {deep}}}}}}}'))
+    assert "spec.hyperparameters.a[0][0]" in line and "nested more than 32 levels deep" in line
+    for name, text in (("very.json", '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}"),
+                       ("very.yaml", "a: " + "[" * 50_000 + "]" * 50_000 + "\n")):
+        assert "nested too deeply to read" in submit_spec(runner, spec_with(tmp_path, name, text))
+
+
+@pytest.mark.parametrize("suffix,text,path", [
+    (".json", '{"metadata": {"name": "a"}, "spec": {"image": "x", "hyperparameters": {"lr": 1%s}}}',
+     "spec.hyperparameters.lr"),
+    (".yaml", "metadata: {name: a}\nspec: {image: x, hyperparameters: {lr: 1%s}}\n", "spec.hyperparameters.lr"),
+    (".json", '{"metadata": {"name": "a"}, "spec": {"image": "x", "instance": {"count": 1%s}}}',
+     "spec.instance.count"),
+    (".yaml", "metadata: {name: a}\nspec: {image: x, stopping: {maxRuntimeSeconds: -1%s}}\n",
+     "spec.stopping.maxRuntimeSeconds"),
+])
+def test_huge_integers(runner: CliRunner, tmp_path: Path, suffix: str, text: str, path: str) -> None:
+    line = submit_spec(runner, spec_with(tmp_path, "job" + suffix, text % ("0" * 5000)))
+    assert f"{path}: a number of 5001 digits (at most 4300)" in line
+
+
+def test_huge_integer_through_the_sdk(home: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        trainforge.submit_job(str(FAULTS), instance={"type": "local", "count": 10 ** 5000})
+    assert [i.path for i in info.value.issues] == ["spec.instance.count"]
+    assert len(str(info.value)) < 300
+
+
+def test_yaml_alias_bomb_is_refused_quickly(runner: CliRunner, tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join(lines) + "\nmetadata: {name: a}\nspec: {image: x, hyperparameters: {h: *a8}}\n"
+    line = submit_spec(runner, spec_with(tmp_path, "bomb.yaml", text))
+    assert "more than 100000 values" in line
+
+
+def test_a_spec_that_never_ends_is_refused(runner: CliRunner) -> None:
+    assert "larger than 1024 KiB" in submit_spec(runner, Path("/dev/zero"))
+
+
+def test_hyperparameters_too_large_for_an_environment(runner: CliRunner, home: Path, tmp_path: Path) -> None:
+    spec = {"metadata": {"name": "big"}, "spec": {"image": str(FIRST_LINE),
+                                                  "hyperparameters": {"blob": "x" * 200_000}}}
+    line = submit_spec(runner, spec_with(tmp_path, "big.json", json.dumps(spec)))
+    assert "spec.hyperparameters: 200012 bytes as JSON, at most 65536 (64 KiB) in all; the largest is 'blob'" in line
+    assert not (home / "jobs" / "big").exists()
+    with pytest.raises(SpecError) as info:
+        trainforge.submit_job(str(FIRST_LINE), env={"E": "y" * 70_000})
+    assert [i.path for i in info.value.issues] == ["spec.env"]
+    # At the limit it runs: the trainer starts with every byte.
+    fits = {f"h{i}": "v" * 6000 for i in range(10)}
+    job = trainforge.submit_job(str(FIRST_LINE), hparams=fits, env={"BIG": "z" * 60_000})
+    assert job.wait(timeout=120).phase.value == "Completed"
+
+
+@pytest.mark.parametrize("field", ["hyperparameters", "env"])
+@pytest.mark.parametrize("value", ["a\x00b", "\ud800"])
+def test_values_exec_cannot_carry(field: str, value: str) -> None:
+    from trainforge.spec import parse_job
+
+    with pytest.raises(SpecError) as info:
+        parse_job({"metadata": {"name": "a"}, "spec": {"image": "x", field: {"K": value}}})
+    assert [i.path for i in info.value.issues] == [f"spec.{field}"]
+
+
+def test_validate_command(runner: CliRunner, tmp_path: Path) -> None:
+    good = spec_with(tmp_path, "good.yaml", "metadata: {name: ok}\nspec: {image: x}\n")
+    result = runner.invoke(main, ["validate", str(good)])
+    assert result.exit_code == 0 and "a valid TrainingJob" in result.output
+    assert json.loads(runner.invoke(main, ["validate", str(good), "-o", "json"]).output)["metadata"]["name"] == "ok"
+    bad = spec_with(tmp_path, "bad.yaml", "metadata: {name: ok}\nspec: {image: x, retry: {maxAttempts: 0}}\n")
+    result = runner.invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "spec.retry.maxAttempts: Input should be greater than or equal to 1" in one_error_line(result.output)

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ..uris import parse_uri
+from . import limits
 
 API_VERSION = "trainforge.dev/v1alpha1"
 KIND = "TrainingJob"
@@ -200,6 +201,18 @@ class TrainingJobSpec(_Model):
             if item.uri.rstrip("/") == output.uri.rstrip("/"):
                 raise ValueError(f"uri {output.uri!r} is also spec.inputs[{i}].uri; outputs would overwrite input data")
         return output
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters_fit_the_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_hyperparameters(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_fits_the_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_env(value)
+        return value
 
     @field_validator("metrics")
     @classmethod
