@@ -313,3 +313,65 @@ def test_validate_command(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["validate", str(bad)])
     assert result.exit_code == 2
     assert "spec.retry.maxAttempts: Input should be greater than or equal to 1" in one_error_line(result.output)
+
+
+# --- GPU instance types on the process backend: never CPU while SM_NUM_GPUS says GPU -------------
+
+def env_trainer(tmp_path: Path) -> Path:
+    source = tmp_path / "env-trainer"
+    (source / "trainer").mkdir(parents=True)
+    (source / "trainer" / "__init__.py").write_text("")
+    (source / "trainer" / "start.py").write_text(
+        "import os\nprint('gpus=%s visible=%r' % (os.environ['SM_NUM_GPUS'], "
+        "os.environ.get('CUDA_VISIBLE_DEVICES')), flush=True)\n")
+    return source
+
+
+def test_visible_gpus_reads_the_driver_and_cuda_visible_devices(tmp_path: Path) -> None:
+    from trainforge.backends.local.launchers import visible_gpus
+
+    driver = tmp_path / "gpus"
+    assert visible_gpus({}, driver) == []  # no NVIDIA driver at all
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}, driver) == []
+    for address in ("0000:17:00.0", "0000:65:00.0"):
+        (driver / address).mkdir(parents=True)
+    assert visible_gpus({}, driver) == ["0", "1"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1"}, driver) == ["1"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, driver) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, driver) == ["0"]
+
+
+def test_a_gpu_job_without_gpus_is_refused_or_runs_on_the_cpu_saying_so(runner: CliRunner, home: Path,
+                                                                         tmp_path: Path) -> None:
+    from trainforge.backends import get_backend
+    from trainforge.backends.local.launchers import visible_gpus
+    from trainforge.errors import BackendError
+
+    if visible_gpus():
+        pytest.skip("this machine has NVIDIA GPUs")
+    source = env_trainer(tmp_path)
+    with pytest.raises(BackendError, match=r"asks for 1 GPU\(s\), but the process backend runs it on this "
+                                           r"machine, where 0 NVIDIA GPU\(s\) are visible\. Pick a CPU"):
+        trainforge.submit_job(str(source), instance="gpu-1x", data=str(tmp_path))
+    assert trainforge.list_jobs() == [] and not (home / "store").exists()  # nothing uploaded either
+    spec = spec_with(tmp_path, "gpu.json", json.dumps(
+        {"metadata": {"name": "gpu"}, "spec": {"image": str(source), "instance": {"type": "gpu-1x"}}}))
+    result = runner.invoke(main, ["submit", str(spec)])
+    assert result.exit_code == 4 and "on_missing_gpus='cpu'" in one_error_line(result.output)
+
+    job = trainforge.submit_job(str(source), instance="gpu-1x",
+                                backend=get_backend("process", on_missing_gpus="cpu"))
+    assert job.wait(timeout=120).phase.value == "Completed"
+    log = list(job.logs())
+    assert log[0].startswith("trainforge: warning: the job asks for 1 GPU(s)")
+    assert "gpus=0 visible=''" in log
+
+
+def test_a_gpu_job_gets_the_gpus_it_asked_for(home: Path, tmp_path: Path) -> None:
+    from trainforge.backends.local.launchers import visible_gpus
+
+    if not visible_gpus():
+        pytest.skip("needs a machine with an NVIDIA GPU")
+    job = trainforge.submit_job(str(env_trainer(tmp_path)), instance="gpu-1x")
+    assert job.wait(timeout=120).phase.value == "Completed"
+    assert f"gpus=1 visible={visible_gpus()[0]!r}" in list(job.logs())
