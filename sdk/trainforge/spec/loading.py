@@ -72,6 +72,8 @@ def field_path(loc: tuple[Any, ...]) -> str:
             continue  # pydantic's internal validator names say nothing to users
         elif part == "[key]":
             out += " (key)"
+        elif part == "":
+            out += "['']"  # an empty key must still show where it is
         else:
             out += f".{part}" if out else str(part)
     return out
