@@ -151,7 +151,10 @@ def submit_job(
     ``data`` is one URI (the ``train`` channel), a dict of channel -> URI, or
     local paths, which are uploaded first. ``instance`` is an instance type
     name or ``{"type": ..., "count": ...}``. ``metrics`` maps metric name ->
-    regex (or is a list of ``{"name", "regex"}``).
+    regex (or is a list of ``{"name", "regex"}``). ``checkpoints`` is a URI
+    synced with the checkpoint folder; ``{job}`` in it makes it this job's own
+    (``s3://ckpt/{job}/``), a URI without it is shared with every job given
+    it, so a new job starts with what an earlier one left there.
     """
     chosen = _resolve_backend(backend)
     metadata: dict[str, Any] = {"name": name} if name else {"generateName": _name_prefix(image)}

@@ -140,3 +140,15 @@ def test_plot_of_a_job_without_metrics(runner: CliRunner, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "no plot written: job quiet has no metrics recorded yet" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "curves.png").exists()
+
+
+def test_a_shared_checkpoint_location_is_pointed_out(runner: CliRunner, tmp_path: Path) -> None:
+    for name, uri, shared in (("own", "local://ckpt/{job}/", False), ("shared", "local://ckpt/all/", True)):
+        spec = tmp_path / f"{name}.json"
+        spec.write_text(json.dumps({"metadata": {"name": name}, "spec": {
+            "image": str(TRAINER), "checkpoints": {"uri": uri}}}))
+        result = runner.invoke(main, ["submit", str(spec), "--wait"])
+        assert result.exit_code == 0, result.output
+        assert ("note: spec.checkpoints.uri local://ckpt/all/ is shared by every job" in result.output) is shared
+        document = json.loads(runner.invoke(main, ["status", name, "-o", "json"]).output)
+        assert document["spec"]["checkpoints"]["uri"] == ("local://ckpt/all/" if shared else "local://ckpt/own/")

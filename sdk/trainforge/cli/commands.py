@@ -107,6 +107,11 @@ def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str |
     job = client.submit(job_doc, backend=_backend(ctx, backend_name))
     if fmt == "text":
         err.print(f"submitted [bold]{job.name}[/]")
+        checkpoints = job_doc.spec.checkpoints
+        if checkpoints is not None and job.name not in checkpoints.uri.split("/"):
+            err.print(f"note: spec.checkpoints.uri {render.printable(checkpoints.uri)} is shared by every job that "
+                      "names it: this one starts with what an earlier one left there (put {job} in it for one "
+                      "location per job)", markup=False)
     if wait:
         try:
             if fmt == "text":
