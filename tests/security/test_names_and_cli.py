@@ -375,3 +375,23 @@ def test_a_gpu_job_gets_the_gpus_it_asked_for(home: Path, tmp_path: Path) -> Non
     job = trainforge.submit_job(str(env_trainer(tmp_path)), instance="gpu-1x")
     assert job.wait(timeout=120).phase.value == "Completed"
     assert f"gpus=1 visible={visible_gpus()[0]!r}" in list(job.logs())
+
+
+def test_a_damaged_job_folder_is_one_line_and_does_not_hide_the_others(runner: CliRunner, home: Path,
+                                                                        tmp_path: Path) -> None:
+    spec = spec_with(tmp_path, "fine.json", json.dumps({"metadata": {"name": "fine"}, "spec": {"image": str(FIRST_LINE)}}))
+    assert runner.invoke(main, ["submit", str(spec), "--wait"]).exit_code == 0
+    for name, files in (("garbled", {"job.json": "{not json"}),
+                        ("no-job", {"job.json": "[1, 2]"}),
+                        ("bad-status", {"job.json": (home / "jobs" / "fine" / "job.json").read_text(),
+                                        "status.json": '{"phase": "\x1b[2J"}'})):
+        folder = home / "jobs" / name
+        folder.mkdir()
+        for file, text in files.items():
+            (folder / file).write_text(text)
+        result = runner.invoke(main, ["status", name])
+        assert result.exit_code == 4, result.output
+        assert str(folder) in one_error_line(result.output)
+        assert_inert(result.output)
+    listed = runner.invoke(main, ["list", "-o", "json"])
+    assert listed.exit_code == 0 and [j["metadata"]["name"] for j in json.loads(listed.output)] == ["fine"]

@@ -152,7 +152,13 @@ class LocalBackend:
         root = self.settings.jobs_root
         if not root.is_dir():
             return []
-        jobs = [self.get(p.name) for p in root.iterdir() if _is_job_name(p.name) and (p / "job.json").exists()]
+        jobs = []
+        for path in root.iterdir():
+            if _is_job_name(path.name) and (path / "job.json").exists():
+                try:
+                    jobs.append(self.get(path.name))
+                except BackendError:
+                    continue  # a damaged job folder; `status NAME` says what is wrong with it
         return sorted(jobs, key=lambda j: (j.status.start_time or "", j.name) if j.status else ("", j.name))
 
     def logs(self, name: str, follow: bool = False) -> Iterator[str]:

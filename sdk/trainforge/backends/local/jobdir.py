@@ -23,7 +23,7 @@ from typing import Any
 
 from ..._time import utc_now
 from ...contract import Layout
-from ...errors import BackendError, JobExists
+from ...errors import BackendError, JobExists, SpecError
 from ...spec import TrainingJob, TrainingJobStatus, parse_job
 
 
@@ -91,11 +91,22 @@ class JobDir:
                          "choose another name or use metadata.generateName")
 
     def read_document(self) -> dict[str, Any]:
-        return json.loads(self.job_file.read_text(encoding="utf-8"))
+        try:
+            document = json.loads(self.job_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot read the local job file {self.job_file}: {exc}") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("job"), dict):
+            raise BackendError(f"the local job file {self.job_file} holds no job")
+        return document
 
     def read_job(self) -> TrainingJob:
         document = self.read_document()
-        job = parse_job(document["job"], source=str(self.job_file))
+        try:
+            job = parse_job(document["job"], source=str(self.job_file))
+        except SpecError as exc:  # not the user's input: a damaged record of it
+            raise BackendError(f"the local job file {self.job_file} is damaged: {exc.issues[0]}") from exc
         job.status = self.read_status()
         return job
 
@@ -104,6 +115,9 @@ class JobDir:
             return TrainingJobStatus.model_validate_json(self.status_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return TrainingJobStatus(message="submitted")
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise BackendError(f"cannot read the local job status {self.status_file}: "
+                               f"{str(exc).splitlines()[0]}") from exc
 
     def write_status(self, status: TrainingJobStatus) -> None:
         write_atomically(self.status_file, status.model_dump_json(by_alias=True, indent=2))
