@@ -234,9 +234,7 @@ def stop(ctx: click.Context, name: str, wait: bool, timeout: float, fmt: str) ->
 @handle_errors
 def metrics(ctx: click.Context, name: str, plot: Path | None, fmt: str) -> None:
     """Print a job's metric series (timestamp, name, value, step)."""
-    from ..metrics import plot_learning_curves
-
-    from ..metrics import to_frame
+    from ..metrics import plot_learning_curves, to_frame
 
     backend = _backend(ctx)
     client.get_job(name, backend=backend)
