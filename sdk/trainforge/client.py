@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .backends import Backend, get_backend
 from .backends.base import Validating
 from .errors import JobFailed, SpecError, SpecIssue
-from .spec import Phase, TrainingJob, TrainingJobStatus, parse_job
+from .spec import Phase, TrainingJob, TrainingJobStatus, check_job_name, parse_job
 from .staging import channel_uri, download_model
 from .storage import NullProgress, TransferProgress, open_store
 from .uris import SCHEMES
@@ -30,7 +30,7 @@ class Job:
     """A handle on one submitted job; cheap, holds only its name and backend."""
 
     def __init__(self, name: str, backend: Backend):
-        self.name = name
+        self.name = check_job_name(name)  # InvalidJobName before any backend sees it
         self.backend = backend
 
     def __repr__(self) -> str:
@@ -151,7 +151,10 @@ def submit_job(
     ``data`` is one URI (the ``train`` channel), a dict of channel -> URI, or
     local paths, which are uploaded first. ``instance`` is an instance type
     name or ``{"type": ..., "count": ...}``. ``metrics`` maps metric name ->
-    regex (or is a list of ``{"name", "regex"}``).
+    regex (or is a list of ``{"name", "regex"}``). ``checkpoints`` is a URI
+    synced with the checkpoint folder; ``{job}`` in it makes it this job's own
+    (``s3://ckpt/{job}/``), a URI without it is shared with every job given
+    it, so a new job starts with what an earlier one left there.
     """
     chosen = _resolve_backend(backend)
     metadata: dict[str, Any] = {"name": name} if name else {"generateName": _name_prefix(image)}
@@ -201,6 +204,7 @@ def submit(job: TrainingJob | Mapping[str, Any], backend: str | Backend | None =
 
 
 def get_job(name: str, backend: str | Backend | None = None) -> Job:
+    check_job_name(name)
     chosen = _resolve_backend(backend)
     chosen.get(name)  # JobNotFound early
     return Job(name, chosen)

@@ -2,6 +2,7 @@
 
     TrainforgeError
     ├── SpecError                 a job spec is invalid (lists every problem with its field path)
+    │   └── InvalidJobName        a job name given to a lookup is not a DNS-1123 label
     ├── ConfigError               trainforge configuration is invalid
     ├── StorageError              object store failures (names the URI)
     │   ├── StorageUnreachable    endpoint refused / unreachable / bad credentials
@@ -9,6 +10,7 @@
     │   └── IntegrityError        bytes read back differ from bytes written
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
+    │   ├── JobExists             a job with that name already exists
     │   ├── EngineUnavailable     container engine / cluster not reachable
     │   ├── ImageBuildError       an image build failed (carries the build log)
     │   └── RegistryError         a push was refused (RegistryAuthError: credentials)
@@ -51,6 +53,18 @@ class SpecError(TrainforgeError):
         super().__init__(f"{where}invalid job spec ({len(self.issues)} {noun}):\n{lines}")
 
 
+class InvalidJobName(SpecError):
+    """A name handed to status/stop/logs/get_job that cannot be a job's name:
+    refused before it is joined to any path or URL."""
+
+    def __init__(self, name: str, expected: str):
+        self.name = name
+        self.issues = [SpecIssue("name", expected)]
+        self.source = None
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+        TrainforgeError.__init__(self, f"invalid job name {shown}: expected {expected}")
+
+
 class ConfigError(TrainforgeError):
     pass
 
@@ -77,6 +91,10 @@ class BackendError(TrainforgeError):
 
 class ImageNotFound(BackendError):
     pass
+
+
+class JobExists(BackendError):
+    """The name is taken; the CLI reports it as invalid input (exit 2)."""
 
 
 class EngineUnavailable(BackendError):

@@ -44,11 +44,11 @@ def test_unknown_job_exits_3(runner: CliRunner) -> None:
         assert "no local job named 'ghost'" in result.output
 
 
-def test_unknown_trainer_directory_exits_4(runner: CliRunner, tmp_path: Path) -> None:
+def test_unknown_trainer_directory_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text(f"metadata: {{name: a}}\nspec: {{image: {tmp_path}}}\n")
     result = runner.invoke(main, ["submit", str(spec)])
-    assert result.exit_code == 4
+    assert result.exit_code == 2
     assert "no trainer module" in result.output
 
 
@@ -68,7 +68,7 @@ def test_submit_wait_status_list_logs_json(runner: CliRunner, tmp_path: Path) ->
     status = runner.invoke(main, ["status", "hello"])
     assert "Completed" in status.output and "model.tar.gz" in status.output
     again = runner.invoke(main, ["submit", str(spec)])
-    assert again.exit_code == 4 and "already exists" in again.output
+    assert again.exit_code == 2 and "already exists" in again.output  # a taken name is invalid input
 
 
 def test_schema_command_prints_the_json_schema(runner: CliRunner) -> None:
@@ -90,3 +90,65 @@ def test_build_without_dockerfile_names_the_file(runner: CliRunner, tmp_path: Pa
     result = runner.invoke(main, ["build", str(tmp_path), "-t", "x:1"])
     assert result.exit_code != 0
     assert "Dockerfile" in result.output
+
+
+FAULTS = Path(__file__).resolve().parents[2] / "tests" / "trainers" / "faults"
+
+
+def faults_spec(tmp_path: Path, name: str, **hyperparameters: str) -> Path:
+    spec = tmp_path / f"{name}.json"
+    spec.write_text(json.dumps({"metadata": {"name": name}, "spec": {
+        "image": str(FAULTS), "hyperparameters": hyperparameters,
+        "stopping": {"gracePeriodSeconds": 2}}}))
+    return spec
+
+
+def test_wait_timeout_is_kept_while_following_a_silent_trainer(runner: CliRunner, tmp_path: Path) -> None:
+    spec = faults_spec(tmp_path, "silent", action="sleep", seconds="600")
+    try:
+        result = runner.invoke(main, ["submit", str(spec), "--wait", "--timeout", "3"])
+        assert result.exit_code == 124, result.output
+        assert "sleeping" in result.output  # the log was followed meanwhile
+        assert result.output.splitlines()[-1] == (
+            "error: job silent still Training after 3.0 s; it goes on running (trainforge stop silent)")
+    finally:
+        assert runner.invoke(main, ["stop", "silent"]).exit_code == 0
+
+
+def test_failed_job_exit_codes_and_json_everywhere(runner: CliRunner, tmp_path: Path) -> None:
+    spec = faults_spec(tmp_path, "broken", action="failure", message="the data is bad")
+    result = runner.invoke(main, ["submit", str(spec), "--wait"])
+    assert result.exit_code == 1, result.output
+    assert "the data is bad" in result.output
+    assert runner.invoke(main, ["status", "broken"]).exit_code == 1
+    assert json.loads(runner.invoke(main, ["status", "broken", "-o", "json"]).output)["status"]["phase"] == "Failed"
+    followed = runner.invoke(main, ["logs", "-f", "broken"])
+    assert followed.exit_code == 1 and "action=failure" in followed.output
+    assert runner.invoke(main, ["logs", "broken"]).exit_code == 0  # not following: it only prints
+    lines = runner.invoke(main, ["logs", "broken", "-o", "json"]).output.splitlines()
+    assert json.loads(lines[0]) == {"line": "faults trainer: action=failure attempt=1"}
+    stopped = runner.invoke(main, ["stop", "broken", "-o", "json"])
+    assert stopped.exit_code == 0 and json.loads(stopped.output) == {"name": "broken", "phase": "Failed"}
+    assert "properties" in json.loads(runner.invoke(main, ["schema", "-o", "json"]).output)
+
+
+def test_plot_of_a_job_without_metrics(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"metadata: {{name: quiet}}\nspec: {{image: {TRAINER}}}\n")
+    assert runner.invoke(main, ["submit", str(spec), "--wait"]).exit_code == 0
+    result = runner.invoke(main, ["metrics", "quiet", "--plot", str(tmp_path / "curves.png")])
+    assert result.exit_code == 0, result.output
+    assert "no plot written: job quiet has no metrics recorded yet" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "curves.png").exists()
+
+
+def test_a_shared_checkpoint_location_is_pointed_out(runner: CliRunner, tmp_path: Path) -> None:
+    for name, uri, shared in (("own", "local://ckpt/{job}/", False), ("shared", "local://ckpt/all/", True)):
+        spec = tmp_path / f"{name}.json"
+        spec.write_text(json.dumps({"metadata": {"name": name}, "spec": {
+            "image": str(TRAINER), "checkpoints": {"uri": uri}}}))
+        result = runner.invoke(main, ["submit", str(spec), "--wait"])
+        assert result.exit_code == 0, result.output
+        assert ("note: spec.checkpoints.uri local://ckpt/all/ is shared by every job" in result.output) is shared
+        document = json.loads(runner.invoke(main, ["status", name, "-o", "json"]).output)
+        assert document["spec"]["checkpoints"]["uri"] == ("local://ckpt/all/" if shared else "local://ckpt/own/")

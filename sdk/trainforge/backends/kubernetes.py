@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..config import Settings
-from ..errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
+from ..errors import BackendError, JobExists, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ..metrics import MetricRecord, parse_records
-from ..spec import TrainingJob
+from ..spec import TrainingJob, check_job_name
 from ..staging import ArtifactURIs
 from ..storage import open_store
 
@@ -62,10 +62,19 @@ class KubernetesBackend:
         if exc.status == 422:
             return SpecError([SpecIssue("spec", _api_message(exc))], source=where)
         if exc.status == 409:
-            return BackendError(f"training job {where} already exists")
+            return JobExists(f"training job {where} already exists")
         return BackendError(f"{doing} {where}: {exc.status} {exc.reason}: {_api_message(exc)}")
 
     # -- the protocol ----------------------------------------------------------
+    def validate(self, job: TrainingJob) -> None:
+        """JobExists if the name is taken, before submit_job uploads data under it
+        (the create's 409 stays the authority when two submits race)."""
+        try:
+            self._raw(job.name)
+        except JobNotFound:
+            return
+        raise JobExists(f"training job {self.namespace}/{job.name} already exists")
+
     def submit(self, job: TrainingJob) -> None:
         body = job.to_dict()
         body.pop("status", None)
@@ -76,6 +85,7 @@ class KubernetesBackend:
             raise self._error(exc, job.name, "creating") from exc
 
     def _raw(self, name: str) -> dict[str, Any]:
+        check_job_name(name)  # never a path segment of an API URL unchecked
         try:
             return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
         except self._client.ApiException as exc:
@@ -110,6 +120,7 @@ class KubernetesBackend:
             time.sleep(1.0)
 
     def _pod_lines(self, name: str) -> list[str] | None:
+        check_job_name(name)  # it becomes a label selector
         try:
             pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
         except self._client.ApiException as exc:
@@ -144,6 +155,7 @@ class KubernetesBackend:
         return parse_records(store.read_bytes(uri).decode("utf-8", "replace"), source=uri)
 
     def stop(self, name: str) -> None:
+        check_job_name(name)
         patch = {"metadata": {"annotations": {STOP_ANNOTATION: "true"}}}
         try:
             self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)

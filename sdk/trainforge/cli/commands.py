@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -14,42 +16,53 @@ from rich.console import Console
 from .. import client
 from ..backends import get_backend
 from ..errors import (
-    ConfigError, JobFailed, JobNotFound, SpecError, TrainforgeError,
+    ConfigError, ImageNotFound, JobExists, JobFailed, JobNotFound, SpecError, TrainforgeError,
 )
-from ..spec import load_job
+from ..spec import Phase, TrainingJob, check_job_name, load_job
 from . import render
 
 EXIT_JOB_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_BACKEND, EXIT_TIMEOUT = 1, 2, 3, 4, 124
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+# Most specific first: JobExists and ImageNotFound are BackendErrors, but a taken
+# name or a missing image (trainer directory) is the user's input to fix.
+_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (JobFailed, EXIT_JOB_FAILED),
+    (SpecError, EXIT_INVALID), (ConfigError, EXIT_INVALID), (JobExists, EXIT_INVALID),
+    (ImageNotFound, EXIT_INVALID),
+    (JobNotFound, EXIT_NOT_FOUND),
+    (TimeoutError, EXIT_TIMEOUT),
+    (TrainforgeError, EXIT_BACKEND),
+)
 
 
 def handle_errors(fn: F) -> F:
-    """Map the package's errors to messages and exit codes (and nothing else)."""
+    """Map the package's errors to one printable message and an exit code (and nothing else)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except JobFailed as exc:
-            err.print(f"error: {exc}", markup=False)
-            sys.exit(EXIT_JOB_FAILED)
-        except (SpecError, ConfigError) as exc:
-            err.print(f"error: {exc}", markup=False)
-            sys.exit(EXIT_INVALID)
-        except JobNotFound as exc:
-            err.print(f"error: {exc}", markup=False)
-            sys.exit(EXIT_NOT_FOUND)
-        except TimeoutError as exc:
-            err.print(f"error: {exc}", markup=False)
-            sys.exit(EXIT_TIMEOUT)
-        except TrainforgeError as exc:
-            err.print(f"error: {exc}", markup=False)
-            sys.exit(EXIT_BACKEND)
+        except (TrainforgeError, TimeoutError) as exc:
+            code = next(c for kind, c in _EXIT_CODES if isinstance(exc, kind))
+            err.print(f"error: {render.error_text(exc)}", markup=False)
+            sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def emit_json(data: Any) -> None:
+    # click.echo, not rich: the document must reach scripts byte for byte.
+    click.echo(render.to_json(data))
+
+
+def exit_for(job: TrainingJob) -> None:
+    """Exit 1 when the job ended Failed or Stopped (the documented meaning of 1)."""
+    if job.status is not None and job.status.phase in (Phase.FAILED, Phase.STOPPED):
+        sys.exit(EXIT_JOB_FAILED)
 
 
 output_option = click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -83,8 +96,8 @@ def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str |
            timeout: float | None, fmt: str) -> None:
     """Submit the TrainingJob in SPEC (JSON or YAML)."""
     job_doc = load_job(spec)
-    if name:
-        job_doc.metadata.name = name
+    if name is not None:
+        job_doc.metadata.name = check_job_name(name)
     image = job_doc.spec.image
     if (backend_name or ctx.obj["backend"]) in (None, "process") and not Path(image).is_absolute():
         # A relative trainer directory is relative to the spec file, not the shell.
@@ -94,22 +107,59 @@ def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str |
     job = client.submit(job_doc, backend=_backend(ctx, backend_name))
     if fmt == "text":
         err.print(f"submitted [bold]{job.name}[/]")
+        checkpoints = job_doc.spec.checkpoints
+        if checkpoints is not None and job.name not in checkpoints.uri.split("/"):
+            err.print(f"note: spec.checkpoints.uri {render.printable(checkpoints.uri)} is shared by every job that "
+                      "names it: this one starts with what an earlier one left there (put {job} in it for one "
+                      "location per job)", markup=False)
     if wait:
-        if fmt == "text":
-            for line in job.logs(follow=True):
-                out.print(line, markup=False)
-        job.wait(timeout=timeout, raise_on_failure=False)
+        try:
+            if fmt == "text":
+                follow_until_finished(job, timeout)
+            else:
+                job.wait(timeout=timeout, raise_on_failure=False)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; it goes on running (trainforge stop {job.name})") from None
         final = job.describe()
         if fmt == "json":
-            out.print(render.to_json(final.to_dict()), markup=False)
+            emit_json(final.to_dict())
         else:
             out.print("\n".join(render.status_lines(final)))
-        if final.status and final.status.phase.value != "Completed":
+        if final.status and final.status.phase != Phase.COMPLETED:
             sys.exit(EXIT_JOB_FAILED)
     elif fmt == "json":
-        out.print(render.to_json({"name": job.name}), markup=False)
+        emit_json({"name": job.name})
     else:
         out.print(job.name, markup=False)
+
+
+def follow_until_finished(job: client.Job, timeout: float | None) -> None:
+    """Print the job's log while waiting for its end; TimeoutError after
+    ``timeout`` seconds even when the trainer is silent (the log is followed on
+    a thread, the deadline is kept here)."""
+    quit_printing = threading.Event()
+
+    def pump() -> None:
+        try:
+            for line in job.logs(follow=True):
+                if quit_printing.is_set():
+                    return
+                click.echo(line)  # the trainer's output, as `trainforge logs` prints it
+        except TrainforgeError:
+            pass  # the status printed afterwards says what happened
+
+    printer = threading.Thread(target=pump, name=f"logs-{job.name}", daemon=True)
+    printer.start()
+    started = time.monotonic()
+    try:
+        job.wait(timeout=timeout, raise_on_failure=False)
+    except BaseException:
+        quit_printing.set()
+        raise
+    # The follow ends by itself once the job has finished; give the last lines a moment.
+    left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+    printer.join(timeout=5.0 if left is None else max(left, 5.0))
+    quit_printing.set()
 
 
 @main.command("list")
@@ -120,7 +170,7 @@ def list_(ctx: click.Context, fmt: str) -> None:
     """List jobs."""
     jobs = client.list_jobs(backend=_backend(ctx))
     if fmt == "json":
-        out.print(render.to_json([j.to_dict() for j in jobs]), markup=False)
+        emit_json([j.to_dict() for j in jobs])
     elif not jobs:
         err.print("no jobs")
     else:
@@ -133,38 +183,46 @@ def list_(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 @handle_errors
 def status(ctx: click.Context, name: str, fmt: str) -> None:
-    """Show a job's status, metrics and artifacts."""
+    """Show a job's status, metrics and artifacts (exit 1 if it ended Failed or Stopped)."""
     job = client.get_job(name, backend=_backend(ctx)).describe()
     if fmt == "json":
-        out.print(render.to_json(job.to_dict()), markup=False)
+        emit_json(job.to_dict())
     else:
         out.print("\n".join(render.status_lines(job)))
+    exit_for(job)
 
 
 @main.command()
 @click.argument("name")
-@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends (exit 1 if it ended Failed or Stopped)")
+@output_option
 @click.pass_context
 @handle_errors
-def logs(ctx: click.Context, name: str, follow: bool) -> None:
-    """Print a job's logs."""
-    for line in client.get_job(name, backend=_backend(ctx)).logs(follow=follow):
-        click.echo(line)
+def logs(ctx: click.Context, name: str, follow: bool, fmt: str) -> None:
+    """Print a job's logs: the trainer's output as it wrote it (-o json: one {"line": ...} per line)."""
+    job = client.get_job(name, backend=_backend(ctx))
+    for line in job.logs(follow=follow):
+        click.echo(render.to_json({"line": line}, indent=None) if fmt == "json" else line)
+    if follow:
+        exit_for(job.describe())
 
 
 @main.command()
 @click.argument("name")
 @click.option("--wait/--no-wait", default=True, help="wait until the job has stopped")
 @click.option("--timeout", type=float, default=120.0, show_default=True)
+@output_option
 @click.pass_context
 @handle_errors
-def stop(ctx: click.Context, name: str, wait: bool, timeout: float) -> None:
+def stop(ctx: click.Context, name: str, wait: bool, timeout: float, fmt: str) -> None:
     """Stop a job: SIGTERM, its grace period, then kill."""
     job = client.get_job(name, backend=_backend(ctx))
     job.stop()
-    if wait:
-        status = job.wait(timeout=timeout, raise_on_failure=False)
-        err.print(f"{name}: {status.phase.value}")
+    phase = job.wait(timeout=timeout, raise_on_failure=False).phase if wait else job.phase
+    if fmt == "json":
+        emit_json({"name": job.name, "phase": phase.value})
+    else:
+        err.print(f"{job.name}: {phase.value}", markup=False)
 
 
 @main.command()
@@ -176,29 +234,47 @@ def stop(ctx: click.Context, name: str, wait: bool, timeout: float) -> None:
 @handle_errors
 def metrics(ctx: click.Context, name: str, plot: Path | None, fmt: str) -> None:
     """Print a job's metric series (timestamp, name, value, step)."""
-    from ..metrics import plot_learning_curves
+    from ..metrics import plot_learning_curves, to_frame
 
     backend = _backend(ctx)
     client.get_job(name, backend=backend)
     records = backend.metrics(name)
     if fmt == "json":
-        out.print(render.to_json([r.__dict__ for r in records]), markup=False)
+        emit_json([r.__dict__ for r in records])
     elif not records:
         err.print("no metrics recorded")
     else:
-        frame = client.Job(name, backend).metrics()
+        frame = to_frame(records)
+        frame["name"] = frame["name"].map(render.printable)  # the trainer names its metrics
         out.print(frame.to_string(index=False), markup=False)
     if plot:
+        if not records:
+            err.print(f"no plot written: job {name} has no metrics recorded yet", markup=False)
+            return
         plot_learning_curves(records, plot)
-        err.print(f"learning curves written to {plot}")
+        err.print(f"learning curves written to {render.printable(plot)}", markup=False)
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of the TrainingJob document."""
+@output_option
+def schema(fmt: str) -> None:
+    """Print the JSON Schema of the TrainingJob document (JSON either way)."""
     from ..spec import json_schema
 
-    out.print(render.to_json(json_schema()), markup=False)
+    emit_json(json_schema())
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@output_option
+@handle_errors
+def validate(spec: Path, fmt: str) -> None:
+    """Check the TrainingJob in SPEC without submitting it (no backend is asked)."""
+    job = load_job(spec)
+    if fmt == "json":
+        emit_json(job.to_dict())
+    else:
+        err.print(f"{render.printable(spec)}: a valid TrainingJob", markup=False)
 
 
 @main.command()
@@ -228,7 +304,8 @@ def init(name: str, directory: Path | None, base_image: str | None) -> None:
     from ..scaffold import init as scaffold
 
     target = scaffold(name, directory, **({"base_image": base_image} if base_image else {}))
-    err.print(f"created {target}: build it with [bold]trainforge build {target} -t {name}:latest[/]")
+    shown = render.safe(target)
+    err.print(f"created {shown}: build it with [bold]trainforge build {shown} -t {name}:latest[/]")
     out.print(str(target), markup=False)
 
 
@@ -253,5 +330,6 @@ def build(directory: Path, tag: str, dockerfile: str | None, build_args: tuple[s
         args[key] = value
     built = build_image(directory, tag, dockerfile=dockerfile, build_args=args, push=push, no_cache=no_cache,
                         output=lambda line: err.print(line, markup=False))
-    err.print(f"built {built.tag or built.id}" + (f" and pushed {built.digest}" if built.digest else ""))
+    err.print(f"built {built.tag or built.id}" + (f" and pushed {built.digest}" if built.digest else ""),
+              markup=False)
     out.print(built.tag or built.id, markup=False)

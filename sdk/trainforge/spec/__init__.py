@@ -1,6 +1,6 @@
 """The TrainingJob spec: models, loading with field-path errors, schemas."""
 
-from .loading import field_path, load_job, parse_job, parse_text
+from .loading import check_job_name, field_path, load_job, parse_job, parse_text
 from .models import (
     API_VERSION, KIND, Artifacts, Checkpoints, Condition, Distribution, InputChannel,
     InputMode, Instance, Metadata, MetricDefinition, Output, Phase, Retry, Stopping,
@@ -12,5 +12,5 @@ __all__ = [
     "API_VERSION", "KIND", "Artifacts", "Checkpoints", "Condition", "Distribution",
     "InputChannel", "InputMode", "Instance", "Metadata", "MetricDefinition", "Output",
     "Phase", "Retry", "Stopping", "TrainingJob", "TrainingJobSpec", "TrainingJobStatus",
-    "field_path", "json_schema", "load_job", "openapi_schema", "parse_job", "parse_text",
+    "check_job_name", "field_path", "json_schema", "load_job", "openapi_schema", "parse_job", "parse_text",
 ]

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ..uris import parse_uri
+from . import limits
 
 API_VERSION = "trainforge.dev/v1alpha1"
 KIND = "TrainingJob"
@@ -136,9 +137,25 @@ class Output(_Model):
     uri: StorageUri = Field(description="where model.tar.gz, output data, metrics and logs go")
 
 
+CHECKPOINT_PLACEHOLDERS = ("{job}", "{namespace}")
+
+
 class Checkpoints(_Model):
+    # Synced with local_path and restored before each attempt. {job} and {namespace}
+    # in it are replaced by the job's (TrainingJob below), so every job gets its own;
+    # a URI without {job} is shared: a job resumes from what an earlier one left there.
     uri: StorageUri
     local_path: str = Field(default="/opt/ml/checkpoints", pattern=r"^/")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        rest = value
+        for placeholder in CHECKPOINT_PLACEHOLDERS:
+            rest = rest.replace(placeholder, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"unknown placeholder in {value!r} (known: {', '.join(CHECKPOINT_PLACEHOLDERS)})")
+        return value
 
 
 class MetricDefinition(_Model):
@@ -201,6 +218,18 @@ class TrainingJobSpec(_Model):
                 raise ValueError(f"uri {output.uri!r} is also spec.inputs[{i}].uri; outputs would overwrite input data")
         return output
 
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters_fit_the_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_hyperparameters(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_fits_the_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_env(value)
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _unique_metrics(cls, metrics: list[MetricDefinition]) -> list[MetricDefinition]:
@@ -248,6 +277,15 @@ class TrainingJob(_Model):
     metadata: Metadata
     spec: TrainingJobSpec
     status: TrainingJobStatus | None = None
+
+    @model_validator(mode="after")
+    def _checkpoints_of_this_job(self) -> "TrainingJob":
+        # Resolved once, here, so every reader (backends, stager, controller) sees the same URI.
+        checkpoints = self.spec.checkpoints
+        if checkpoints is not None and "{" in checkpoints.uri:
+            checkpoints.uri = (checkpoints.uri.replace("{job}", self.metadata.name)
+                               .replace("{namespace}", self.metadata.namespace))
+        return self
 
     @property
     def name(self) -> str:

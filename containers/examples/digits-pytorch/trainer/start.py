@@ -10,8 +10,14 @@ n x 64) and y (int64). Hyperparameters (all optional):
 
 Each epoch prints one line, e.g. ``epoch=3 train_loss=0.1234 val_acc=0.9611``,
 logs train:loss and validation:accuracy, and saves a checkpoint; a restart
-resumes from the newest one. SIGTERM ends the current epoch, checkpoints and
-exits 143 with a failure reason.
+resumes from the newest one made with the same settings. SIGTERM ends the
+current epoch, checkpoints and exits 143 with a failure reason.
+
+A checkpoint records what shaped it (the hyperparameters below and the data's
+shape). One made differently, e.g. found in a checkpoint location shared with
+an earlier job that used another learning rate, is not resumed: it is set
+aside with a printed note and training starts from epoch 1. ``epochs`` may
+differ (resuming with more epochs trains on), and so may the test aids.
 """
 
 from __future__ import annotations
@@ -58,13 +64,31 @@ def confusion_matrix(y: torch.Tensor, predicted: torch.Tensor, classes: int) -> 
     return matrix.tolist()
 
 
-def save_checkpoint(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, metrics: dict[str, float]) -> Path:
+def save_checkpoint(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, metrics: dict[str, float],
+                    settings: dict[str, str]) -> Path:
     path = runtime.checkpoint_dir() / f"epoch-{epoch:04d}.pt"
     with runtime.atomic_write(path) as f:
         torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "metrics": metrics}, f)
+                    "metrics": metrics, "settings": settings}, f)
     runtime.prune_checkpoints(keep=2, pattern=CHECKPOINT_PATTERN)
     return path
+
+
+def compatible_checkpoint(settings: dict[str, str], device: torch.device) -> dict | None:
+    """The newest checkpoint made with ``settings``; others are set aside (removed
+    from this job's checkpoint folder) with a note, so they neither resume nor
+    mix with the checkpoints this run writes."""
+    for path in reversed(runtime.list_checkpoints(CHECKPOINT_PATTERN)):
+        state = torch.load(path, map_location=device, weights_only=True)
+        theirs = state.get("settings")
+        if theirs == settings:
+            return state
+        changed = sorted(k for k in settings if theirs is None or theirs.get(k) != settings[k])
+        what = ", ".join(f"{k} {(theirs or {}).get(k, '?')} -> {settings[k]}" for k in changed)
+        print(f"not resuming from {path.name}: it was made with other settings ({what}); "
+              "starting from epoch 1", flush=True)
+        path.unlink()
+    return None
 
 
 def train() -> None:
@@ -97,15 +121,20 @@ def train() -> None:
     print(f"training on {device}: {len(X_train)} train / {len(X_val)} validation samples, "
           f"{classes} classes, host {env.current_host}, attempt {env.attempt}", flush=True)
 
+    # What a checkpoint must share with this run to be resumed.
+    settings = {name: str(value) for name, value in (
+        ("lr", lr), ("momentum", momentum), ("batch_size", batch_size), ("hidden_units", hidden), ("seed", seed),
+        ("inputs", X_train.shape[1]), ("classes", classes))}
     start_epoch, metrics = 1, {}
-    latest = runtime.latest_checkpoint(CHECKPOINT_PATTERN)
-    if latest is not None:
-        state = torch.load(latest, map_location=device, weights_only=True)
+    state = compatible_checkpoint(settings, device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, metrics = int(state["epoch"]) + 1, dict(state.get("metrics", {}))
         print(f"resumed from checkpoint epoch={state['epoch']}", flush=True)
 
+    if start_epoch > epochs:
+        print(f"the checkpoint is at epoch {start_epoch - 1} of {epochs}: nothing left to train", flush=True)
     for epoch in range(start_epoch, epochs + 1):
         if epoch == fail_at_epoch and env.attempt <= fail_attempts:
             raise RuntimeError(f"simulated failure at epoch {epoch} (fail_at_epoch={fail_at_epoch}, "
@@ -127,7 +156,7 @@ def train() -> None:
         print(f"epoch={epoch} train_loss={train_loss:.4f} val_acc={val_acc:.4f}", flush=True)
         runtime.log_metric("train:loss", train_loss, step=epoch)
         runtime.log_metric("validation:accuracy", val_acc, step=epoch)
-        save_checkpoint(epoch, model, optimizer, metrics)
+        save_checkpoint(epoch, model, optimizer, metrics, settings)
         if sleep_per_epoch > 0:
             runtime.wait_for_stop(sleep_per_epoch)
         stop = runtime.stop_signal()

@@ -16,7 +16,7 @@ from ...config import Settings, load_settings
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue
 from ...instances import lookup
 from ...metrics import MetricRecord
-from ...spec import Phase, TrainingJob
+from ...spec import Phase, TrainingJob, check_job_name
 from .jobdir import JobDir
 from .launchers import make_launcher
 from .orphans import end_orphan
@@ -42,6 +42,14 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _is_job_name(name: str) -> bool:
+    try:
+        check_job_name(name)
+    except SpecError:
+        return False  # something else in the jobs folder: not a job
+    return True
+
+
 class LocalBackend:
     def __init__(self, kind: str = "process", settings: Settings | None = None, **options: str):
         self.name = kind
@@ -51,7 +59,8 @@ class LocalBackend:
 
     # -- paths -------------------------------------------------------------------
     def jobdir(self, name: str) -> JobDir:
-        return JobDir(self.settings.jobs_root / name)
+        # Every lookup comes through here: a name is checked before it becomes a path.
+        return JobDir(self.settings.jobs_root / check_job_name(name))
 
     def _existing(self, name: str) -> JobDir:
         jobdir = self.jobdir(name)
@@ -77,6 +86,9 @@ class LocalBackend:
                                     f"{job.spec.instance.count} (multi-host jobs need the kubernetes backend)"))
         if issues:
             raise SpecError(issues)
+        jobdir = self.jobdir(job.name)
+        if jobdir.path.exists():  # before submit_job uploads data under the name
+            raise jobdir.exists_error()
         self.launcher.check(job.spec.image)
         check_gpus = getattr(self.launcher, "check_gpus", None)  # optional capability
         if check_gpus is not None:
@@ -140,7 +152,13 @@ class LocalBackend:
         root = self.settings.jobs_root
         if not root.is_dir():
             return []
-        jobs = [self.get(p.name) for p in root.iterdir() if (p / "job.json").exists()]
+        jobs = []
+        for path in root.iterdir():
+            if _is_job_name(path.name) and (path / "job.json").exists():
+                try:
+                    jobs.append(self.get(path.name))
+                except BackendError:
+                    continue  # a damaged job folder; `status NAME` says what is wrong with it
         return sorted(jobs, key=lambda j: (j.status.start_time or "", j.name) if j.status else ("", j.name))
 
     def logs(self, name: str, follow: bool = False) -> Iterator[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..._time import utc_now
 from ...contract import Layout
-from ...errors import BackendError
+from ...errors import BackendError, JobExists, SpecError
 from ...spec import TrainingJob, TrainingJobStatus, parse_job
 
 
@@ -73,15 +73,12 @@ class JobDir:
         return sorted(files, key=lambda p: int(p.stem.split("-")[1]))
 
     def create(self, job: TrainingJob, settings: dict[str, Any]) -> None:
-        """Create the folder for a new job; BackendError if the name is taken."""
+        """Create the folder for a new job; JobExists if the name is taken."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()
         except FileExistsError:
-            raise BackendError(
-                f"a local job named {job.name!r} already exists ({self.path}); "
-                "choose another name or use metadata.generateName"
-            ) from None
+            raise self.exists_error() from None
         except OSError as exc:
             raise BackendError(f"cannot create the job folder {self.path}: {exc}") from exc
         self.logs_dir.mkdir()
@@ -89,12 +86,27 @@ class JobDir:
         write_atomically(self.job_file, json.dumps(document, indent=2))
         self.write_status(TrainingJobStatus(message="submitted"))
 
+    def exists_error(self) -> JobExists:
+        return JobExists(f"a local job named {self.name!r} already exists ({self.path}); "
+                         "choose another name or use metadata.generateName")
+
     def read_document(self) -> dict[str, Any]:
-        return json.loads(self.job_file.read_text(encoding="utf-8"))
+        try:
+            document = json.loads(self.job_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot read the local job file {self.job_file}: {exc}") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("job"), dict):
+            raise BackendError(f"the local job file {self.job_file} holds no job")
+        return document
 
     def read_job(self) -> TrainingJob:
         document = self.read_document()
-        job = parse_job(document["job"], source=str(self.job_file))
+        try:
+            job = parse_job(document["job"], source=str(self.job_file))
+        except SpecError as exc:  # not the user's input: a damaged record of it
+            raise BackendError(f"the local job file {self.job_file} is damaged: {exc.issues[0]}") from exc
         job.status = self.read_status()
         return job
 
@@ -103,6 +115,9 @@ class JobDir:
             return TrainingJobStatus.model_validate_json(self.status_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return TrainingJobStatus(message="submitted")
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise BackendError(f"cannot read the local job status {self.status_file}: "
+                               f"{str(exc).splitlines()[0]}") from exc
 
     def write_status(self, status: TrainingJobStatus) -> None:
         write_atomically(self.status_file, status.model_dump_json(by_alias=True, indent=2))

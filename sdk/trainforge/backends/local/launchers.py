@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...contract import Layout
-from ...errors import ImageNotFound
+from ...errors import BackendError, ImageNotFound
 from .orphans import process_record
 
 
@@ -43,7 +43,11 @@ class Launcher(Protocol):
 
 def trainer_source(image: str) -> Path:
     """The source directory the process backend runs ``python -m trainer.start`` in."""
-    path = Path(image[len("file://"):] if image.startswith("file://") else image).expanduser()
+    path = Path(image[len("file://"):] if image.startswith("file://") else image)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # ~user of no such user: then it is no directory either
+        pass
     if not path.is_dir():
         raise ImageNotFound(
             f"the process backend runs trainer code from a source directory, and {image!r} is "
@@ -54,12 +58,37 @@ def trainer_source(image: str) -> Path:
     return path.resolve()
 
 
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the driver sees
+
+
+def visible_gpus(environ: dict[str, str] | None = None, driver: Path = NVIDIA_GPUS) -> list[str]:
+    """The NVIDIA GPUs a process started here could use: those the driver
+    lists, narrowed to CUDA_VISIBLE_DEVICES when that is set (CUDA reads it up
+    to the first invalid entry)."""
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        count = sum(1 for _ in driver.iterdir())
+    except OSError:
+        return []
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [str(i) for i in range(count)]
+    devices = []
+    for item in (part.strip() for part in listed.split(",")):
+        if not item or item.startswith("-"):
+            break
+        devices.append(item)
+    return devices
+
+
 class _Subprocess:
-    def __init__(self, popen: subprocess.Popen[str]):
+    def __init__(self, popen: subprocess.Popen[str], notes: list[str] | None = None):
         self._popen = popen
+        self._notes = notes or []
 
     def lines(self) -> Iterator[str]:
         assert self._popen.stdout is not None
+        yield from self._notes
         for line in self._popen.stdout:
             yield line.rstrip("\n")
 
@@ -87,12 +116,22 @@ class _Subprocess:
 
 class ProcessLauncher:
     """Runs ``python -m trainer.start`` from a source directory, with the
-    contract relocated into the job's run directory."""
+    contract relocated into the job's run directory.
+
+    The trainer runs on this machine, so a GPU instance type needs that many
+    NVIDIA GPUs here (it gets CUDA_VISIBLE_DEVICES narrowed to them); without
+    them the job is refused at submit, or with ``on_missing_gpus="cpu"`` runs
+    on the CPU with ``SM_NUM_GPUS=0`` and a warning in its log: never on the
+    CPU while the contract tells the trainer it has GPUs."""
 
     kind = "process"
 
-    def __init__(self, python: str | None = None):
+    def __init__(self, python: str | None = None, on_missing_gpus: str = "error"):
+        if on_missing_gpus not in ("error", "cpu"):
+            raise BackendError("process backend option on_missing_gpus: expected 'error' or 'cpu', "
+                               f"got {on_missing_gpus!r}")
         self.python = python or sys.executable
+        self.on_missing_gpus = on_missing_gpus
 
     def layout(self, run_dir: Path) -> Layout:
         return Layout(str(run_dir))
@@ -100,9 +139,32 @@ class ProcessLauncher:
     def check(self, image: str) -> None:
         trainer_source(image)
 
+    def _gpu_problem(self, gpus: int) -> str | None:
+        found = len(visible_gpus())
+        if gpus <= found:
+            return None
+        return (f"the job asks for {gpus} GPU(s), but the process backend runs it on this machine, "
+                f"where {found} NVIDIA GPU(s) are visible")
+
+    def check_gpus(self, gpus: int) -> None:
+        """At submit: BackendError if the job wants more GPUs than this machine shows."""
+        problem = self._gpu_problem(gpus)
+        if problem and self.on_missing_gpus != "cpu":
+            raise _refusal(problem)
+
     def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched:
         source = trainer_source(image)
         full_env = {**os.environ, **env}
+        notes = []
+        if gpus > 0:
+            problem = self._gpu_problem(gpus)
+            if problem is None:
+                full_env["CUDA_VISIBLE_DEVICES"] = ",".join(visible_gpus()[:gpus])
+            elif self.on_missing_gpus != "cpu":  # the GPUs went away since submit
+                raise _refusal(problem)
+            else:
+                full_env.update({"SM_NUM_GPUS": "0", "CUDA_VISIBLE_DEVICES": ""})
+                notes.append(f"trainforge: warning: {problem}; running on the CPU (on_missing_gpus='cpu')")
         # The trainer imports trainforge.runtime from wherever this trainforge lives.
         package_root = str(Path(__file__).resolve().parents[3])
         full_env["PYTHONPATH"] = os.pathsep.join(
@@ -112,13 +174,20 @@ class ProcessLauncher:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, errors="replace", start_new_session=True,
         )
-        return _Subprocess(popen)
+        return _Subprocess(popen, notes)
+
+
+def _refusal(problem: str) -> BackendError:
+    return BackendError(
+        f"{problem}. Pick a CPU instance type (local, cpu-small, cpu-large), run it where the GPUs "
+        "are (the kubernetes backend), or set the process backend option on_missing_gpus='cpu' "
+        "to run GPU jobs on the CPU")
 
 
 def make_launcher(kind: str, options: dict[str, str] | None = None) -> Launcher:
     options = options or {}
     if kind == "process":
-        return ProcessLauncher(options.get("python"))
+        return ProcessLauncher(options.get("python"), options.get("on_missing_gpus", "error"))
     if kind == "container":
         from .container import ContainerLauncher
 

@@ -10,7 +10,9 @@ any base image. It shows every part of the trainforge container contract:
 - metrics: one ``epoch=N loss=X`` line per epoch (the job's regex reads it)
   and ``runtime.log_metric`` (structured records)
 - checkpoints in the checkpoint folder each epoch; a restart resumes from the
-  newest one
+  newest one made with the same lr and seed (job.json gives each job its own
+  checkpoint location with {job}; one shared on purpose may hold another
+  run's, which is set aside with a note)
 - SIGTERM (stop, time limit): finish the epoch, checkpoint, exit 143
 - the model in the model folder; failures in the failure file, exit code 1
 
@@ -59,12 +61,17 @@ def train() -> None:
     rows = load_rows()
     print(f"training on {len(rows)} rows for {epochs} epochs (attempt {runtime.current().attempt})", flush=True)
 
+    settings = {"lr": lr, "seed": seed}  # what a checkpoint must share with this run to be resumed
     w, b, start = 0.0, 0.0, 1
-    latest = runtime.latest_checkpoint(CHECKPOINTS)
-    if latest is not None:
-        state = json.loads(latest.read_text())
-        w, b, start = state["w"], state["b"], state["epoch"] + 1
-        print(f"resumed from checkpoint epoch={state['epoch']}", flush=True)
+    for path in reversed(runtime.list_checkpoints(CHECKPOINTS)):
+        state = json.loads(path.read_text())
+        if state.get("settings") == settings:
+            w, b, start = state["w"], state["b"], state["epoch"] + 1
+            print(f"resumed from checkpoint epoch={state['epoch']}", flush=True)
+            break
+        print(f"not resuming from {path.name}: made with {state.get('settings')}, this run is {settings}",
+              flush=True)
+        path.unlink()  # so it neither resumes later nor mixes with this run's
 
     loss = float("nan")
     for epoch in range(start, epochs + 1):
@@ -78,7 +85,7 @@ def train() -> None:
         print(f"epoch={epoch} loss={loss:.6f}", flush=True)
         runtime.log_metric("train:loss", loss, step=epoch)
         with runtime.atomic_write(runtime.checkpoint_dir() / f"epoch-{epoch:04d}.json", "w") as f:
-            json.dump({"epoch": epoch, "w": w, "b": b}, f)
+            json.dump({"epoch": epoch, "w": w, "b": b, "settings": settings}, f)
         runtime.prune_checkpoints(keep=2, pattern=CHECKPOINTS)
         stop = runtime.stop_signal()
         if stop is not None and epoch < epochs:
