@@ -24,6 +24,7 @@ from .models import (
 TUNING_KIND = "TuningJob"
 # A grid is enumerated in memory; past this it is not a grid search anyone waits for.
 MAX_GRID_POINTS = 100_000
+MAX_NAME = 57
 
 
 class ParameterType(str, Enum):
@@ -273,6 +274,14 @@ class TuningJob(_Model):
     metadata: Metadata
     spec: TuningJobSpec
     status: TuningJobStatus | None = None
+
+    @model_validator(mode="after")
+    def _room_for_trial_numbers(self) -> TuningJob:
+        # Trials are named <tuning job>-<number>, and a name has at most 63 characters.
+        if len(self.metadata.name) > MAX_NAME:
+            raise TuningSpecProblems([(("metadata", "name"), f"a tuning job name has at most {MAX_NAME} "
+                                       f"characters (its trials add '-<number>'), got {len(self.metadata.name)}")])
+        return self
 
     @property
     def name(self) -> str:

@@ -5,6 +5,8 @@ decisions, so a restarted driver decides exactly as the one before it."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,20 +40,26 @@ class TrialRecord:
         return max(self.series) if self.series else None
 
 
-def objective_series(records: Iterable[Mapping[str, Any]], metric: str) -> dict[int, float]:
-    """Metric records (``{"name", "value", "step"?}``) -> the objective per
-    step. Records without a step take the next step after the last one seen,
-    so a regex that matches once per epoch makes a series too."""
+def _field(record: Any, key: str) -> Any:
+    return record.get(key) if isinstance(record, Mapping) else getattr(record, key, None)
+
+
+def objective_series(records: Iterable[Any], metric: str) -> dict[int, float]:
+    """Metric records (``MetricRecord`` or ``{"name", "value", "step"?}``) ->
+    the objective per step. Records without a step take the next step after
+    the last one seen, so a regex that matches once per epoch makes a series too."""
     series: dict[int, float] = {}
     step = 0
     for record in records:
-        if record.get("name") != metric:
+        if _field(record, "name") != metric:
             continue
         try:
-            value = float(record["value"])
-        except (KeyError, TypeError, ValueError):
+            value = float(_field(record, "value"))
+        except (TypeError, ValueError):
             continue
-        raw_step = record.get("step")
+        if not math.isfinite(value):
+            continue
+        raw_step = _field(record, "step")
         step = int(raw_step) if isinstance(raw_step, (int, float)) and not isinstance(raw_step, bool) else step + 1
         series[step] = value
     return series
