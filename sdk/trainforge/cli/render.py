@@ -83,3 +83,12 @@ def status_lines(job: TrainingJob) -> list[str]:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+_CONTROL = {c: "?" for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
+
+
+def safe(text: str) -> str:
+    """User data without terminal control characters (escape sequences could
+    rewrite the screen); tabs and newlines stay."""
+    return text.translate(_CONTROL)
