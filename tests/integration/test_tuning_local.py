@@ -178,3 +178,36 @@ def test_stop_ends_the_tuning_job_and_its_running_trials(home: Path, digits_data
     assert status.phase == "Stopped" and status.message == "stopped on request"
     assert all(p == Phase.STOPPED.value for p in trial_phases(handle).values())
     assert len(trial_phases(handle)) == 2
+
+
+def test_tune_spec_from_the_cli(home: Path, tmp_path: Path) -> None:
+    """The example's tuning.json, shrunk to two short trials, through
+    ``trainforge tune SPEC --wait -o json`` (data from the quickstart's upload)."""
+    import json
+
+    from rich.console import Console
+
+    from trainforge.quickstart import upload_dataset
+
+    upload_dataset(Console(file=open(os.devnull, "w")))
+    document = json.loads((DIGITS / "tuning.json").read_text())
+    document["spec"]["trainingJobTemplate"]["image"] = str(DIGITS)
+    document["spec"]["trainingJobTemplate"]["hyperparameters"]["epochs"] = "2"
+    document["spec"]["limits"].update({"maxTrials": 2, "maxParallelTrials": 2})
+    spec = tmp_path / "tuning.json"
+    spec.write_text(json.dumps(document))
+    runner = CliRunner()
+    result = runner.invoke(main, ["tune", str(spec), "--name", "cli-tune", "--wait", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.stdout)
+    assert final["metadata"]["name"] == "cli-tune" and final["status"]["phase"] == "Completed"
+    assert final["status"]["trials"]["completed"] == 2
+    status = runner.invoke(main, ["tuning", "status", "cli-tune", "-o", "json"])
+    assert json.loads(status.stdout)["status"]["bestTrial"]["name"].startswith("cli-tune-00")
+    bad = dict(document, spec={**document["spec"], "objective": {"metric": "nope"}})
+    spec.write_text(json.dumps(bad))
+    refused = runner.invoke(main, ["tune", str(spec)])
+    assert refused.exit_code == 2
+    assert "spec.objective.metric: 'nope' is not a metric of trainingJobTemplate.metrics" in refused.output
+    missing = runner.invoke(main, ["tuning", "status", "no-such-tuning"])
+    assert missing.exit_code == 3

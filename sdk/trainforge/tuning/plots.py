@@ -72,7 +72,7 @@ def plot_tuning(tuning: TuningJob, frame: "pd.DataFrame", path: str | Path) -> P
     left.set_ylabel(f"{metric} ({'higher' if maximize else 'lower'} is better)")
     left.set_title(f"{tuning.name}: objective per trial")
     left.grid(True, alpha=0.3)
-    left.legend(loc="lower right" if maximize else "upper right", fontsize=8)
+    left.legend(loc="best", fontsize=8, framealpha=0.7)
 
     names = [p.name for p in spec.parameters]
     values = done["FinalObjectiveValue"]
