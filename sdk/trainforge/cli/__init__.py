@@ -7,6 +7,7 @@ Exit codes scripts can rely on:
 
 from __future__ import annotations
 
+from . import tuning as _tuning  # noqa: F401  (registers tune and tuning on main)
 from .commands import main
 
 __all__ = ["main"]

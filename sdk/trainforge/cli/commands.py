@@ -281,12 +281,22 @@ def validate(spec: Path, fmt: str) -> None:
 @click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--example-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="the digits-pytorch example (default: the one in this checkout)")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=Path("trainforge-quickstart.png"),
-              show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the PNG to write (default trainforge-quickstart.png, with --tune trainforge-tuning.png)")
+@click.option("--tune", is_flag=True, help="run a small tuning job of the example instead (8 trials, 2 at a time)")
 @handle_errors
-def quickstart(epochs: int, example_dir: Path | None, plot: Path) -> None:
+def quickstart(epochs: int, example_dir: Path | None, plot: Path | None, tune: bool) -> None:
     """Train the digits example end to end on this machine: no cluster, no server."""
     from ..quickstart import run_quickstart
+
+    if tune:
+        from ..quickstart_tuning import run_tuning_quickstart
+
+        if run_tuning_quickstart(epochs=min(epochs, 5), plot=plot or Path("trainforge-tuning.png"),
+                                 console=err) != "Completed":
+            sys.exit(EXIT_JOB_FAILED)
+        return
+    plot = plot or Path("trainforge-quickstart.png")
 
     result = run_quickstart(epochs=epochs, example_dir=example_dir, plot=plot, console=err)
     if result.phase != "Completed":

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidJobName, SpecError, SpecIssue
 from .models import NAME_PATTERN, PATTERN_MEANING, TrainingJob
+from .tuning import TuningJob, TuningSpecProblems
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -140,23 +141,42 @@ def _shape_issues(data: Any) -> list[SpecIssue]:
     return issues
 
 
+def _issues_of(error: dict[str, Any], prefix: tuple[Any, ...]) -> list[SpecIssue]:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, TuningSpecProblems):  # cross-field rules carry their own paths
+        return [SpecIssue(field_path(prefix + tuple(error["loc"]) + path), message)
+                for path, message in cause.problems]
+    return [SpecIssue(field_path(prefix + tuple(error["loc"])), _describe(error))]
+
+
 def issues_from(error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[SpecIssue]:
-    issues = [SpecIssue(field_path(prefix + tuple(e["loc"])), _describe(e)) for e in error.errors()]
+    issues = [issue for e in error.errors() for issue in _issues_of(e, prefix)]
     # A bad metadata.generateName leaves no name: report the cause, not also its consequence.
     bad_prefixes = {i.path for i in issues if i.path.endswith("metadata.generateName")}
     return [i for i in issues if not (i.path.endswith("metadata.name") and i.message == _MISSING
                                       and i.path[:-len("name")] + "generateName" in bad_prefixes)]
 
 
-def parse_job(data: Mapping[str, Any], source: str | None = None) -> TrainingJob:
-    """Validate a TrainingJob document given as a dict (camelCase or snake_case)."""
+def _validate(model: type[Any], data: Any, source: str | None) -> Any:
     if not isinstance(data, Mapping):
         got = "an empty document" if data is None else type(data).__name__
         raise SpecError([SpecIssue("", f"expected a JSON/YAML object, got {got}")], source)
     try:
-        return TrainingJob.model_validate(dict(data))
+        return model.model_validate(dict(data))
     except ValidationError as exc:
         raise SpecError(issues_from(exc), source) from None
+
+
+def parse_job(data: Mapping[str, Any], source: str | None = None) -> TrainingJob:
+    """Validate a TrainingJob document given as a dict (camelCase or snake_case)."""
+    job: TrainingJob = _validate(TrainingJob, data, source)
+    return job
+
+
+def parse_tuning_job(data: Mapping[str, Any], source: str | None = None) -> TuningJob:
+    """Validate a TuningJob document given as a dict (camelCase or snake_case)."""
+    tuning: TuningJob = _validate(TuningJob, data, source)
+    return tuning
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -169,7 +189,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def parse_text(text: str, source: str | None = None) -> TrainingJob:
+def _decode(text: str, source: str | None) -> Any:
+    """JSON or YAML text -> data, bounded in depth, size and number length."""
     try:
         # YAML is a superset of JSON; json first gives better messages for .json files.
         if text.lstrip().startswith("{"):
@@ -185,21 +206,36 @@ def parse_text(text: str, source: str | None = None) -> TrainingJob:
     issues = _shape_issues(data)
     if issues:
         raise SpecError(issues, source)
-    return parse_job(data, source)
+    return data
 
 
-def load_job(path: str | Path) -> TrainingJob:
-    """Load a TrainingJob from a .json/.yaml/.yml file."""
-    path = Path(path)
+def parse_text(text: str, source: str | None = None) -> TrainingJob:
+    return parse_job(_decode(text, source), source)
+
+
+def parse_tuning_text(text: str, source: str | None = None) -> TuningJob:
+    return parse_tuning_job(_decode(text, source), source)
+
+
+def _read(path: Path) -> str:
     try:
         with open(path, "rb") as fh:  # bounded: a spec may be /dev/zero
             raw = fh.read(MAX_SPEC_BYTES + 1)
         if len(raw) > MAX_SPEC_BYTES:
             raise SpecError([SpecIssue("", f"larger than {MAX_SPEC_BYTES // 1024} KiB; a job spec is small "
                                            "(large values belong in an input channel)")], str(path))
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([SpecIssue("", "file not found")], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue("", f"cannot read file: {exc}")], str(path)) from None
-    return parse_text(text, str(path))
+
+
+def load_job(path: str | Path) -> TrainingJob:
+    """Load a TrainingJob from a .json/.yaml/.yml file."""
+    return parse_text(_read(Path(path)), str(path))
+
+
+def load_tuning_job(path: str | Path) -> TuningJob:
+    """Load a TuningJob from a .json/.yaml/.yml file."""
+    return parse_tuning_text(_read(Path(path)), str(path))
