@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .spec.models import MetricDefinition
+    from .storage import ObjectStore
 
 __all__ = [
     "MetricParser", "MetricRecord", "final_values", "parse_records", "plot_learning_curves", "read_records",
-    "to_frame",
+    "read_stored_records", "to_frame",
 ]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -164,6 +165,16 @@ def parse_records(text: str | bytes, source: str = "metrics", max_records: int =
     if partial_first_line:
         next(lines, None)
     return _collect(lines, source, max_records)
+
+
+def read_stored_records(store: ObjectStore, uri: str, max_bytes: int = MAX_METRICS_BYTES,
+                        max_records: int = MAX_RECORDS) -> list[MetricRecord]:
+    """The records of a metrics object in the store, from its last ``max_bytes``
+    only (a ranged read): a trainer cannot make its reader hold a huge file."""
+    data, size = store.read_tail(uri, max_bytes)
+    if size > len(data):
+        warnings.warn(f"{uri}: {size} bytes, over the cap of {max_bytes}: read its end only", stacklevel=2)
+    return parse_records(data, source=uri, max_records=max_records, partial_first_line=size > len(data))
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[bytes | None, bool]]:
