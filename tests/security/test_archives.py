@@ -333,3 +333,51 @@ def test_download_model_on_minio(sandbox: Sandbox, minio_bucket: Any, local_home
     for key, value in minio_bucket.env().items():
         monkeypatch.setenv(key, value)
     _download_attack(sandbox, minio_bucket.uri())
+
+
+HOSTILE_TRAINER = '''
+import os
+model = os.environ["SM_MODEL_DIR"]
+os.makedirs(os.path.join(model, "p", "q"), exist_ok=True)
+with open(os.path.join(model, "model.txt"), "w") as f:
+    f.write("a model\\n")
+os.symlink("../..", os.path.join(model, "p", "q", "l"))           # the target folder itself: harmless alone
+os.symlink("p/q/l/../outside", os.path.join(model, "x"))         # through it: the target's parent
+os.symlink(os.environ["OUTSIDE"], os.path.join(model, "home"))   # and a plain absolute link
+'''
+
+
+def test_job_download_model_of_a_hostile_trainer(sandbox: Sandbox, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trainer plants links in its model folder; the packer keeps them as
+    links (today); the SDK's ``Job.download_model`` refuses the archive."""
+    import trainforge
+    from trainforge.spec import Phase
+
+    from tests.integration.local_jobs import stop_leftovers
+
+    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path / "home"))
+    trainer = tmp_path / "hostile"
+    (trainer / "trainer").mkdir(parents=True)
+    (trainer / "trainer" / "start.py").write_text(HOSTILE_TRAINER)
+    try:
+        job = trainforge.submit({"metadata": {"name": "links"},
+                                 "spec": {"image": str(trainer), "env": {"OUTSIDE": str(sandbox.outside)}}})
+        job.wait(timeout=180, raise_on_failure=False)
+        if job.model_uri is None:  # a packer that refuses such links is fine too
+            assert job.phase is Phase.FAILED
+            return
+        try:
+            job.download_model(sandbox.target)
+        except UnsafeArchive as exc:
+            assert f"refusing to unpack {job.model_uri}: member '" in str(exc)
+            assert list(sandbox.target.iterdir()) == []
+        # whatever did land inside leads nowhere outside
+        root = os.path.realpath(sandbox.target)
+        for folder_, dirs, files in os.walk(sandbox.target):
+            for name in dirs + files:
+                assert os.path.realpath(os.path.join(folder_, name)).startswith(root + os.sep), name
+    finally:
+        stop_leftovers()
