@@ -14,14 +14,14 @@ symlink-chain escape (CVE-2025-4517 and its family) is fixed only from CPython
   other links; a lexical check of one link at a time misses it);
 - a hardlink may only name a regular file that the archive itself put earlier;
 - while writing, nothing is followed: each folder is opened relative to its
-  parent's descriptor with ``O_NOFOLLOW``, files are created with ``O_EXCL``
-  after the old entry is unlinked, links are made last in their folder's
-  descriptor, never through a path;
+  parent's descriptor with ``O_NOFOLLOW``; a file or link replaces what was
+  at its name (unlinked, never followed), files are created ``O_EXCL``;
+  hardlinks are made between descriptors without following;
 - modes: setuid, setgid, sticky and group/other write are dropped; owners are
   never applied;
 - bounded: at most ``Limits.max_members`` members, ``Limits.max_bytes`` bytes
   unpacked (and no more than the disk has free), metadata headers (pax, GNU long
-  names) of at most ``Limits.max_header_bytes``.
+  names) of at most ``Limits.max_header_bytes`` (tarfile reads them whole).
 
 A refusal is ``UnsafeArchive`` naming the archive and the member.
 
@@ -36,7 +36,7 @@ import stat
 import tarfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
