@@ -142,7 +142,7 @@ class MetricParser:
         return records
 
 
-def read_records(path: str | os.PathLike[str], max_records: int = MAX_RECORDS) -> list[MetricRecord]:
+def read_records(path: str | os.PathLike[str], max_records: int | None = None) -> list[MetricRecord]:
     """The records of a JSON-lines metrics file, in file order, read as a stream.
 
     A torn last line (the writer was killed mid-line, or is still writing) is
@@ -155,7 +155,7 @@ def read_records(path: str | os.PathLike[str], max_records: int = MAX_RECORDS) -
         return _collect(_lines(f), str(path), max_records)
 
 
-def parse_records(text: str | bytes, source: str = "metrics", max_records: int = MAX_RECORDS,
+def parse_records(text: str | bytes, source: str = "metrics", max_records: int | None = None,
                   partial_first_line: bool = False) -> list[MetricRecord]:
     """The records of JSON-lines text (a metrics file or object), as read_records.
     ``partial_first_line``: the text is the tail of a longer object (see
@@ -167,10 +167,11 @@ def parse_records(text: str | bytes, source: str = "metrics", max_records: int =
     return _collect(lines, source, max_records)
 
 
-def read_stored_records(store: ObjectStore, uri: str, max_bytes: int = MAX_METRICS_BYTES,
-                        max_records: int = MAX_RECORDS) -> list[MetricRecord]:
+def read_stored_records(store: ObjectStore, uri: str, max_bytes: int | None = None,
+                        max_records: int | None = None) -> list[MetricRecord]:
     """The records of a metrics object in the store, from its last ``max_bytes``
     only (a ranged read): a trainer cannot make its reader hold a huge file."""
+    max_bytes = MAX_METRICS_BYTES if max_bytes is None else max_bytes
     data, size = store.read_tail(uri, max_bytes)
     if size > len(data):
         warnings.warn(f"{uri}: {size} bytes, over the cap of {max_bytes}: read its end only", stacklevel=2)
@@ -192,7 +193,8 @@ def _lines(stream: BinaryIO) -> Iterator[tuple[bytes | None, bool]]:
         yield line, line.endswith(b"\n")
 
 
-def _collect(lines: Iterable[tuple[bytes | None, bool]], source: str, max_records: int) -> list[MetricRecord]:
+def _collect(lines: Iterable[tuple[bytes | None, bool]], source: str, max_records: int | None) -> list[MetricRecord]:
+    max_records = MAX_RECORDS if max_records is None else max_records
     kept: deque[MetricRecord] = deque(maxlen=max(max_records, 0))
     seen = skipped = 0
     for number, (line, complete) in enumerate(lines, start=1):

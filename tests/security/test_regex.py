@@ -300,3 +300,39 @@ def test_a_job_with_a_pathological_regex_still_ends_at_max_runtime(home: Path, t
     ran = datetime.fromisoformat(status.end_time) - datetime.fromisoformat(status.start_time)
     assert ran.total_seconds() < 5 + 1 + 60
     assert [(r.name, r.value) for r in job.backend.metrics(job.name)] == [("loss", 0.5)]
+
+
+FLOODING_TRAINER = '''
+import json, os
+with open(os.environ["TRAINFORGE_METRICS_FILE"], "w") as f:
+    f.write("{" * (64 * 1024 * 1024) + "\\n")            # one 64 MiB line
+    for i in range(20_000):
+        f.write(json.dumps({"timestamp": float(i), "name": "loss", "value": float(i), "step": i}) + "\\n")
+print("flooded", flush=True)
+'''
+
+
+def test_job_metrics_of_a_flooding_trainer_are_capped(home: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Job.metrics()`` streams the trainer's metrics file: the 64 MiB line is
+    skipped without being held, and past the cap only the last records are kept."""
+    import trainforge.metrics
+
+    trainer = tmp_path / "flood"
+    (trainer / "trainer").mkdir(parents=True)
+    (trainer / "trainer" / "start.py").write_text(FLOODING_TRAINER)
+    job = trainforge.submit({"metadata": {"name": "flood"}, "spec": {"image": str(trainer)}})
+    assert job.wait(timeout=HANG_GUARD).phase is Phase.COMPLETED
+    monkeypatch.setattr(trainforge.metrics, "MAX_RECORDS", 1000)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = job.backend.metrics(job.name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(records) == 1000 and records[-1].step == 19_999
+    assert peak < 16 * MiB, f"peak {peak} bytes while reading"
+    assert any("over the cap of 1000: kept the last 1000" in str(w.message) for w in caught)
+    assert job.status().final_metrics == {"loss": 19_999.0}
