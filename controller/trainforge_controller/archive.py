@@ -21,11 +21,12 @@ off the workers' path. RE2 makes each search linear in its text whatever the
 pattern; only the log's last ``FOLD_MAX_BYTES`` and ``FOLD_MAX_LINES`` lines
 are read, each line searched in its first 64 Ki characters
 (``MetricParser``), and at most ``FOLD_MAX_RECORDS`` scraped records kept:
-at worst 40 patterns x 100 000 lines (or x 4 MiB of text), seconds to a
-minute of one CPU, spent on the Archiver's one fold thread. The reconcile
-pass that would write the final verdict waits for it at most
+at worst 40 patterns x 100 000 lines (or x 4 MiB of text): about a minute
+of one busy CPU, whatever the patterns, spent on the Archiver's one fold
+thread (folds queue there, one job after another). The reconcile pass that
+would write the final verdict waits for its fold at most
 ``FOLD_WAIT_SECONDS``, then requeues itself, so a worker, the watches and
-the lease renewal are never held by a fold.
+the lease renewal are never held by a fold; only that job's verdict waits.
 
 Pure: ``trainer_done``, ``logs_to_archive``, ``needs_fold``, ``fold``.
 I/O: ``Archiver``, called by the reconciler before it writes the status.
