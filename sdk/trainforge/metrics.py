@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from .regex import compile_metric_regex
+from .regex import compile_metric_regex, compile_prefilter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,6 +106,7 @@ class MetricParser:
 
     def __init__(self, definitions: Iterable[MetricDefinition | Mapping[str, str]]):
         self._patterns: list[tuple[str, Any]] = []
+        regexes: list[str] = []
         for definition in definitions:
             name, regex = _name_and_regex(definition)
             try:
@@ -113,6 +114,8 @@ class MetricParser:
             except ValueError as exc:
                 raise ValueError(f"metric {name!r}: regex {regex!r}: {exc}") from None
             self._patterns.append((name, compiled))
+            regexes.append(regex)
+        self._any = compile_prefilter(regexes)
         self._counts: dict[str, int] = {}
 
     @property
@@ -128,6 +131,8 @@ class MetricParser:
             if not piece:
                 continue
             piece = piece[:MAX_LINE_CHARS]
+            if self._any is not None and self._any.search(piece) is None:
+                continue  # most lines carry no metric: one search, not one per regex
             for name, pattern in self._patterns:
                 match = pattern.search(piece)
                 if match is None or match.group(1) is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import re2
 
-__all__ = ["compile_metric_regex"]
+__all__ = ["compile_metric_regex", "compile_prefilter"]
 
 
 def _options() -> Any:
@@ -32,3 +32,18 @@ def compile_metric_regex(regex: str) -> Any:
     if compiled.groups != 1:
         raise ValueError(f"expected exactly one capture group, found {compiled.groups}")
     return compiled
+
+
+def compile_prefilter(regexes: list[str]) -> Any | None:
+    """One RE2 pattern that matches a line iff one of ``regexes`` does (their
+    alternation, captures off): a line that matches none costs one search
+    instead of one per regex. None when there is nothing to gain or RE2 will
+    not take the alternation (too big): then each regex is searched alone."""
+    if len(regexes) < 2:
+        return None
+    options = _options()
+    options.never_capture = True
+    try:
+        return re2.compile("|".join(f"(?:{regex})" for regex in regexes), options)
+    except re2.error:
+        return None

@@ -336,3 +336,18 @@ def test_job_metrics_of_a_flooding_trainer_are_capped(home: Path, tmp_path: Path
     assert peak < 16 * MiB, f"peak {peak} bytes while reading"
     assert any("over the cap of 1000: kept the last 1000" in str(w.message) for w in caught)
     assert job.status().final_metrics == {"loss": 19_999.0}
+
+
+def test_the_one_search_prefilter_changes_no_result() -> None:
+    """Lines are first searched with the alternation of every regex; what each
+    regex finds alone is what the parser finds (scoped flags, named groups)."""
+    regexes = [r"(?i)LOSS=([0-9.]+)", r"acc=(?P<v>[0-9.]+)", r"lr=(?P<v>[0-9.e-]+)", r"^step (\d+)$",
+               r"(x+x+)+y", r"val[_:]acc=([0-9.]+)"]
+    lines = ["Loss=0.5 acc=0.9", "ACC=1 lr=1e-3", "step 12", "step 12 ", "x" * 100 + "y", "val:acc=0.7",
+             "nothing here", "loss=1\racc=2\rlr=3"]
+    together = MetricParser([{"name": f"m{i}", "regex": r} for i, r in enumerate(regexes)])
+    alone = [MetricParser([{"name": f"m{i}", "regex": r}]) for i, r in enumerate(regexes)]
+    for line in lines:
+        found = sorted((r.name, r.value) for r in together.feed(line, 0.0))
+        expected = sorted((r.name, r.value) for p in alone for r in p.feed(line, 0.0))
+        assert found == expected, line
