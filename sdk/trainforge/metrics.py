@@ -45,7 +45,7 @@ MAX_METRICS_BYTES = 64 * 1024 * 1024
 _WARN_LINES = 5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MetricRecord:
     """One observation of one metric."""
 
