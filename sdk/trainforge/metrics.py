@@ -38,7 +38,7 @@ MAX_LINE_CHARS = 64 * 1024
 characters only: a metric printed after that on one line is not seen."""
 MAX_RECORD_BYTES = 64 * 1024
 """A metrics.jsonl line longer than this is skipped as malformed."""
-MAX_RECORDS = 1_000_000
+MAX_RECORDS = 500_000
 """At most this many records are held from one metrics file (the last ones)."""
 MAX_METRICS_BYTES = 64 * 1024 * 1024
 """What is read of a stored metrics object: its last 64 MiB (``read_tail``)."""
