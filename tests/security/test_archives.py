@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import sys
 import tarfile
@@ -207,6 +208,18 @@ def test_declared_size_beyond_the_default_cap(sandbox: Sandbox) -> None:
     archive.write_bytes(info.tobuf(tarfile.GNU_FORMAT) + bytes(1024))
     with pytest.raises(UnsafeArchive, match="'huge' takes the archive past the cap"):
         extract_tar(archive, sandbox.target)
+
+
+def test_more_than_the_disk_has_free(sandbox: Sandbox) -> None:
+    archive = sandbox.root.parent / "huge.tar"
+    info = tarfile.TarInfo("huge")
+    info.size = shutil.disk_usage(sandbox.target).free + 1024**3
+    with open(archive, "wb") as f:  # a sparse file: the zeros take no disk
+        f.write(info.tobuf(tarfile.GNU_FORMAT))
+        f.truncate(512 + -(-info.size // 512) * 512 + 1024)
+    with pytest.raises(UnsafeArchive, match=f"cannot unpack {archive} into .*: it needs {info.size} bytes, "):
+        extract_tar(archive, sandbox.target, limits=Limits(max_bytes=1024**6))
+    assert list(sandbox.target.iterdir()) == []
 
 
 def test_huge_pax_header(sandbox: Sandbox) -> None:
