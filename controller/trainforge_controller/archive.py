@@ -16,6 +16,18 @@ over scraped ones of the same name (``merge_records``, as on the local
 backends). Merging what is already merged changes nothing, so this is
 idempotent too.
 
+The regexes are the submitter's, and so is the log: folding is bounded and
+off the workers' path. RE2 makes each search linear in its text whatever the
+pattern; only the log's last ``FOLD_MAX_BYTES`` and ``FOLD_MAX_LINES`` lines
+are read, each line searched in its first 64 Ki characters
+(``MetricParser``), and at most ``FOLD_MAX_RECORDS`` scraped records kept:
+at worst 40 patterns x 100 000 lines (or x 4 MiB of text): about a minute
+of one busy CPU, whatever the patterns, spent on the Archiver's one fold
+thread (folds queue there, one job after another). The reconcile pass that
+would write the final verdict waits for its fold at most
+``FOLD_WAIT_SECONDS``, then requeues itself, so a worker, the watches and
+the lease renewal are never held by a fold; only that job's verdict waits.
+
 Pure: ``trainer_done``, ``logs_to_archive``, ``needs_fold``, ``fold``.
 I/O: ``Archiver``, called by the reconciler before it writes the status.
 """
@@ -23,7 +35,10 @@ I/O: ``Archiver``, called by the reconciler before it writes the status.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +46,7 @@ import urllib3
 from kubernetes import client
 from trainforge.backends.local.records import merge_records
 from trainforge.errors import TrainforgeError
-from trainforge.metrics import MetricParser, MetricRecord, parse_records
+from trainforge.metrics import MetricParser, MetricRecord, read_stored_records
 from trainforge.spec import TrainingJob
 from trainforge.spec.models import MetricDefinition
 from trainforge.staging import ArtifactURIs
@@ -46,6 +61,12 @@ LogReader = Callable[[dict[str, Any], str], str]
 """(pod as an API dict, container name) -> that container's whole log."""
 
 StoreOpener = Callable[[str], ObjectStore]
+
+FOLD_MAX_BYTES = 4 * 1024 * 1024
+FOLD_MAX_LINES = 100_000
+FOLD_MAX_RECORDS = 100_000
+FOLD_POLL_SECONDS = 1.0
+FOLD_WAIT_SECONDS = 0.5  # what a worker waits for a fold before it requeues the job
 
 
 @dataclass(frozen=True)
@@ -102,13 +123,17 @@ def needs_fold(job: TrainingJob, observed: Observed, decision: Decision) -> bool
 
 
 def fold(definitions: Iterable[MetricDefinition], log_text: str, logged: list[MetricRecord],
-         timestamp: float) -> list[MetricRecord]:
+         timestamp: float, max_lines: int = FOLD_MAX_LINES,
+         max_records: int = FOLD_MAX_RECORDS) -> list[MetricRecord]:
     """The job's metric series: the regexes applied to ``log_text`` (each record
     stamped ``timestamp``: an archived log has no time per line) merged with
-    the ``logged`` records, which win on a name they share."""
+    the ``logged`` records, which win on a name they share. Bounded: the last
+    ``max_lines`` lines only, the last ``max_records`` scraped records kept."""
     parser = MetricParser(definitions)
-    scraped = [r for line in log_text.splitlines() for r in parser.feed(line, timestamp)]
-    return merge_records(scraped, logged)
+    scraped: deque[MetricRecord] = deque(maxlen=max_records)
+    for line in log_text.splitlines()[-max_lines:]:
+        scraped.extend(parser.feed(line, timestamp))
+    return merge_records(list(scraped), logged)
 
 
 # -- I/O -------------------------------------------------------------------------
@@ -122,6 +147,9 @@ class Archiver:
         self.store_opener = store_opener
         self.read_log = read_log or self._api_log
         self.timeout_seconds = timeout_seconds
+        self._folder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainforge-fold")
+        self._folds: dict[str, Future[bool]] = {}  # by the log folded
+        self._folds_lock = threading.Lock()
 
     def _api_log(self, pod: dict[str, Any], container: str) -> str:
         """One GET of the whole log (the kubelet's current file), bytes decoded
@@ -161,22 +189,38 @@ class Archiver:
             log.warning("archiving trainer logs to %s: %s", artifacts.logs, exc)
         return written
 
-    def fold_metrics(self, job: TrainingJob, observed: Observed, decision: Decision) -> bool:
+    def fold_metrics(self, job: TrainingJob, observed: Observed, decision: Decision) -> bool | None:
         """When ``decision`` is the final verdict, merge the regex metrics of the
         last attempt's host-1 log into the archived metrics file; True when the
-        file changed (so the final values must be read again)."""
+        file changed (so the final values must be read again), None while the
+        fold runs on the fold thread (the caller holds the verdict and comes
+        back: see the module docstring)."""
         artifacts = observed.artifacts
         if artifacts is None or not needs_fold(job, observed, decision):
             return False
         source = artifacts.log(host_name(0), max(attempt_of(j) for j in observed.jobs))
-        timestamp = observed.now.timestamp()
+        with self._folds_lock:
+            future = self._folds.get(source)
+            if future is None:
+                future = self._folds[source] = self._folder.submit(
+                    self._fold, job, artifacts, source, observed.now.timestamp())
+        wait([future], timeout=FOLD_WAIT_SECONDS)  # most logs are small: done by now
+        with self._folds_lock:
+            if not future.done():
+                return None
+            self._folds.pop(source, None)
+        return future.result()
+
+    def _fold(self, job: TrainingJob, artifacts: ArtifactURIs, source: str, timestamp: float) -> bool:
         try:
             store = self.store_opener(artifacts.metrics)
             if not store.exists(source):
                 return False
-            text = store.read_bytes(source).decode("utf-8", "replace")
-            logged = (parse_records(store.read_bytes(artifacts.metrics).decode("utf-8", "replace"))
-                      if store.exists(artifacts.metrics) else [])
+            data, size = store.read_tail(source, FOLD_MAX_BYTES)
+            text = data.decode("utf-8", "replace")
+            if size > len(data):  # the first line is cut
+                text = text.partition("\n")[2]
+            logged = read_stored_records(store, artifacts.metrics) if store.exists(artifacts.metrics) else []
             merged = fold(job.spec.metrics, text, logged, timestamp)
             if merged == merge_records([], logged):  # nothing new: already folded, or no match
                 return False

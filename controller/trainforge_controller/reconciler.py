@@ -16,12 +16,12 @@ from pydantic import ValidationError
 
 from trainforge.errors import TrainforgeError
 from trainforge.instances import InstanceType, lookup
-from trainforge.metrics import MetricRecord, final_values
+from trainforge.metrics import final_values, read_stored_records
 from trainforge.spec import Phase, TrainingJob
 from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
-from .archive import Archiver, LogReader
+from .archive import FOLD_POLL_SECONDS, Archiver, LogReader
 from .builder import artifacts, build_job, build_service, needs_service
 from .cache import Cache
 from .catalog import load_catalog
@@ -112,7 +112,10 @@ class Reconciler:
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
         decision = decide(job, observed)
-        if self.archiver.fold_metrics(job, observed, decision):  # the regex metrics are final too
+        folded = self.archiver.fold_metrics(job, observed, decision)
+        if folded is None:  # folding on the fold thread: the final verdict waits for its metrics
+            return Result(requeue_after=FOLD_POLL_SECONDS)
+        if folded:  # the regex metrics are final too
             self._read_results(job, observed)
             decision = decide(job, observed)
         # -- apply: children first, then status once, then events --------------
@@ -148,9 +151,7 @@ class Reconciler:
                 if store.exists(uri):
                     stored.add(uri)
             if art.metrics in stored:
-                text = store.read_bytes(art.metrics).decode("utf-8", "replace")
-                records = [MetricRecord.from_json(line) for line in text.splitlines() if line.strip()]
-                observed.final_metrics = final_values(records)
+                observed.final_metrics = final_values(read_stored_records(store, art.metrics))
         except (TrainforgeError, ValueError) as exc:
             log.warning("reading results of %s/%s: %s", job.metadata.namespace, job.name, exc)
         observed.stored = frozenset(stored)

@@ -7,7 +7,8 @@
     ├── StorageError              object store failures (names the URI)
     │   ├── StorageUnreachable    endpoint refused / unreachable / bad credentials
     │   ├── ObjectNotFound        a URI has no data behind it
-    │   └── IntegrityError        bytes read back differ from bytes written
+    │   ├── IntegrityError        bytes read back differ from bytes written
+    │   └── UnsafeArchive         an archive member is refused (escapes the target, a device, a bomb)
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
     │   ├── JobExists             a job with that name already exists
@@ -82,6 +83,10 @@ class ObjectNotFound(StorageError):
 
 
 class IntegrityError(StorageError):
+    pass
+
+
+class UnsafeArchive(StorageError):
     pass
 
 

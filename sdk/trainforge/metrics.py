@@ -7,27 +7,42 @@ Pure logic; pandas and matplotlib are imported only by ``to_frame`` and
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from .regex import compile_metric_regex, compile_prefilter
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .spec.models import MetricDefinition
+    from .storage import ObjectStore
 
 __all__ = [
     "MetricParser", "MetricRecord", "final_values", "parse_records", "plot_learning_curves", "read_records",
-    "to_frame",
+    "read_stored_records", "to_frame",
 ]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+MAX_LINE_CHARS = 64 * 1024
+"""A log line (each carriage-return piece of it) is searched in its first 64 Ki
+characters only: a metric printed after that on one line is not seen."""
+MAX_RECORD_BYTES = 64 * 1024
+"""A metrics.jsonl line longer than this is skipped as malformed."""
+MAX_RECORDS = 500_000
+"""At most this many records are held from one metrics file (the last ones)."""
+MAX_METRICS_BYTES = 64 * 1024 * 1024
+"""What is read of a stored metrics object: its last 64 MiB (``read_tail``)."""
+_WARN_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -82,20 +97,25 @@ class MetricParser:
     not a number is ignored. A line may carry several metrics, and a line with
     carriage returns (progress bars) counts as its pieces. ``step`` is the
     running count of records per metric: 1 for the first match, 2 for the next.
+
+    Bounded: the regexes are RE2 (``trainforge.regex``: time linear in the
+    text, whatever the pattern) and only the first ``MAX_LINE_CHARS`` of each
+    piece are searched, so one line costs at most patterns x 64 Ki characters
+    of matching however long it is or however the regex is written.
     """
 
     def __init__(self, definitions: Iterable[MetricDefinition | Mapping[str, str]]):
-        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        self._patterns: list[tuple[str, Any]] = []
+        regexes: list[str] = []
         for definition in definitions:
             name, regex = _name_and_regex(definition)
             try:
-                compiled = re.compile(regex)
-            except re.error as exc:
-                raise ValueError(f"metric {name!r}: not a valid regular expression {regex!r}: {exc}") from None
-            if compiled.groups != 1:
-                raise ValueError(f"metric {name!r}: regex {regex!r} must have exactly one capture group, "
-                                 f"has {compiled.groups}")
+                compiled = compile_metric_regex(regex)
+            except ValueError as exc:
+                raise ValueError(f"metric {name!r}: regex {regex!r}: {exc}") from None
             self._patterns.append((name, compiled))
+            regexes.append(regex)
+        self._any = compile_prefilter(regexes)
         self._counts: dict[str, int] = {}
 
     @property
@@ -105,9 +125,14 @@ class MetricParser:
     def feed(self, line: str, timestamp: float) -> list[MetricRecord]:
         """The records found in one log line (seen at ``timestamp``)."""
         records: list[MetricRecord] = []
+        if not self._patterns:
+            return records
         for piece in line.rstrip("\r\n").split("\r"):
             if not piece:
                 continue
+            piece = piece[:MAX_LINE_CHARS]
+            if self._any is not None and self._any.search(piece) is None:
+                continue  # most lines carry no metric: one search, not one per regex
             for name, pattern in self._patterns:
                 match = pattern.search(piece)
                 if match is None or match.group(1) is None:
@@ -122,31 +147,82 @@ class MetricParser:
         return records
 
 
-def read_records(path: str | os.PathLike[str]) -> list[MetricRecord]:
-    """The records of a JSON-lines metrics file, in file order.
+def read_records(path: str | os.PathLike[str], max_records: int | None = None) -> list[MetricRecord]:
+    """The records of a JSON-lines metrics file, in file order, read as a stream.
 
     A torn last line (the writer was killed mid-line, or is still writing) is
-    skipped quietly; a malformed line elsewhere is skipped with a warning naming
-    the file and line number. A missing file raises FileNotFoundError."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse_records(f.read(), source=str(path))
+    skipped quietly; a malformed line elsewhere, or one longer than
+    ``MAX_RECORD_BYTES``, is skipped with a warning naming the file and line
+    number (the first few; then a count). Past ``max_records`` only the last
+    ``max_records`` are kept, so memory stays bounded whatever the file's size
+    and the latest values survive. A missing file raises FileNotFoundError."""
+    with open(path, "rb") as f:
+        return _collect(_lines(f), str(path), max_records)
 
 
-def parse_records(text: str, source: str = "metrics") -> list[MetricRecord]:
-    """The records of JSON-lines text (a metrics file or object), as read_records."""
-    path = source
-    lines = text.split("\n")
-    last = len(lines) - 1  # after the final "\n" this is "", else a line still being written
-    records: list[MetricRecord] = []
-    for number, line in enumerate(lines):
-        if not line.strip():
+def parse_records(text: str | bytes, source: str = "metrics", max_records: int | None = None,
+                  partial_first_line: bool = False) -> list[MetricRecord]:
+    """The records of JSON-lines text (a metrics file or object), as read_records.
+    ``partial_first_line``: the text is the tail of a longer object (see
+    ``ObjectStore.read_tail``), whose first line is cut and skipped quietly."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    lines = _lines(io.BytesIO(data))
+    if partial_first_line:
+        next(lines, None)
+    return _collect(lines, source, max_records)
+
+
+def read_stored_records(store: ObjectStore, uri: str, max_bytes: int | None = None,
+                        max_records: int | None = None) -> list[MetricRecord]:
+    """The records of a metrics object in the store, from its last ``max_bytes``
+    only (a ranged read): a trainer cannot make its reader hold a huge file."""
+    max_bytes = MAX_METRICS_BYTES if max_bytes is None else max_bytes
+    data, size = store.read_tail(uri, max_bytes)
+    if size > len(data):
+        warnings.warn(f"{uri}: {size} bytes, over the cap of {max_bytes}: read its end only", stacklevel=2)
+    return parse_records(data, source=uri, max_records=max_records, partial_first_line=size > len(data))
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[bytes | None, bool]]:
+    """(line, complete) for each line of ``stream``; line None for one longer
+    than MAX_RECORD_BYTES, which is read past without being held."""
+    while True:
+        line = stream.readline(MAX_RECORD_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(MAX_RECORD_BYTES)
+            yield None, True
             continue
+        yield line, line.endswith(b"\n")
+
+
+def _collect(lines: Iterable[tuple[bytes | None, bool]], source: str, max_records: int | None) -> list[MetricRecord]:
+    max_records = MAX_RECORDS if max_records is None else max_records
+    kept: deque[MetricRecord] = deque(maxlen=max(max_records, 0))
+    seen = skipped = 0
+    for number, (line, complete) in enumerate(lines, start=1):
         try:
-            records.append(MetricRecord.from_json(line))
-        except ValueError as exc:
-            if number != last:
-                warnings.warn(f"{path}:{number + 1}: skipping a malformed metric record: {exc}", stacklevel=2)
-    return records
+            if line is None:
+                raise ValueError(f"line longer than {MAX_RECORD_BYTES} bytes")
+            text = line.decode("utf-8", "replace")
+            if not text.strip():
+                continue
+            kept.append(MetricRecord.from_json(text))
+            seen += 1
+        except (ValueError, RecursionError) as exc:  # RecursionError: json nested too deep
+            if not complete:  # a torn last line: its writer has not finished it
+                continue
+            skipped += 1
+            if skipped <= _WARN_LINES:
+                warnings.warn(f"{source}:{number}: skipping a malformed metric record: {exc}", stacklevel=3)
+    if skipped > _WARN_LINES:
+        warnings.warn(f"{source}: skipped {skipped - _WARN_LINES} more malformed metric records", stacklevel=3)
+    if seen > len(kept):
+        warnings.warn(f"{source}: {seen} metric records, over the cap of {max_records}: kept the last "
+                      f"{len(kept)}", stacklevel=3)
+    return list(kept)
 
 
 def final_values(records: Iterable[MetricRecord]) -> dict[str, float]:

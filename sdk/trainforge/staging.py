@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archives import extract_tar
 from .contract import Layout, HostInfo, input_data_config, resource_config
 from .errors import StorageError
 from .spec import InputMode, TrainingJob
@@ -136,14 +137,13 @@ def stage_out_model(layout: Layout, artifacts: ArtifactURIs,
 
 
 def download_model(model_uri: str, target: str | os.PathLike[str]) -> Path:
-    """Fetch model.tar.gz and unpack it into ``target``."""
+    """Fetch model.tar.gz and unpack it into ``target`` as untrusted input
+    (``trainforge.archives``: nothing lands outside ``target``)."""
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trainforge-model-") as tmp:
         archive = Path(tmp) / "model.tar.gz"
         open_store(model_uri).download_file(model_uri, str(archive))
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(target, filter="data")
+        extract_tar(archive, target, source=model_uri)
     return target
 
 

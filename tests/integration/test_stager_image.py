@@ -43,7 +43,8 @@ def wheelhouse(python: tuple[int, int]) -> Path:
     result = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(folder), "--only-binary=:all:",
          "--implementation", "cp", "--python-version", f"{python[0]}.{python[1]}",
-         "--platform", "manylinux2014_x86_64", "-r", str(STAGER / "requirements.txt"), "setuptools>=68"],
+         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",  # google-re2: 2_28
+         "-r", str(STAGER / "requirements.txt"), "setuptools>=68"],
         capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         pytest.skip(f"cannot download the stager's wheels: {result.stderr[-2000:]}")

@@ -62,9 +62,10 @@ def test_parser_optional_group_that_did_not_take_part_is_skipped():
 
 
 @pytest.mark.parametrize("regex,problem", [
-    (r"acc=[0-9.]+", "exactly one capture group, has 0"),
-    (r"(acc)=([0-9.]+)", "exactly one capture group, has 2"),
-    (r"acc=([0-9.]+", "not a valid regular expression"),
+    (r"acc=[0-9.]+", "exactly one capture group, found 0"),
+    (r"(acc)=([0-9.]+)", "exactly one capture group, found 2"),
+    (r"acc=([0-9.]+", "RE2 cannot compile it (missing ): acc=([0-9.]+)"),
+    (r"(a)\1", "RE2 cannot compile it (invalid escape sequence: \\1)"),
 ])
 def test_parser_rejects_bad_regexes_naming_the_metric(regex: str, problem: str):
     with pytest.raises(ValueError, match="metric 'acc'") as caught:

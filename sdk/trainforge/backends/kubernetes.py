@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import BackendError, JobExists, JobNotFound, SpecError, SpecIssue, TrainforgeError
-from ..metrics import MetricRecord, parse_records
+from ..metrics import MetricRecord, read_stored_records
 from ..spec import TrainingJob, check_job_name
 from ..staging import ArtifactURIs
 from ..storage import open_store
@@ -152,7 +152,7 @@ class KubernetesBackend:
         store = open_store(uri, self.settings)
         if not store.exists(uri):
             return []
-        return parse_records(store.read_bytes(uri).decode("utf-8", "replace"), source=uri)
+        return read_stored_records(store, uri)
 
     def stop(self, name: str) -> None:
         check_job_name(name)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ..regex import compile_metric_regex
 from ..uris import parse_uri
 from . import limits
 
@@ -27,6 +28,8 @@ GENERATE_NAME_PATTERN = r"^[a-z0-9][-a-z0-9]*$"
 CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 HYPERPARAMETER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_METRIC_REGEX_LENGTH = 1024
+MAX_METRICS = 40  # as SageMaker; each is applied to every log line
 
 
 class _Model(BaseModel):
@@ -160,17 +163,13 @@ class Checkpoints(_Model):
 
 class MetricDefinition(_Model):
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\s]+$")
-    regex: str = Field(min_length=1, description="applied to each log line; exactly one capture group")
+    regex: str = Field(min_length=1, max_length=MAX_METRIC_REGEX_LENGTH,
+                       description="RE2 syntax, applied to each log line; exactly one capture group")
 
     @field_validator("regex")
     @classmethod
     def _one_group(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        if compiled.groups != 1:
-            raise ValueError(f"expected exactly one capture group, found {compiled.groups}")
+        compile_metric_regex(value)  # ValueError says why
         return value
 
 
@@ -191,7 +190,7 @@ class TrainingJobSpec(_Model):
     inputs: list[InputChannel] = Field(default_factory=list)
     output: Output | None = Field(default=None, description="defaults to the backend's artifact store")
     checkpoints: Checkpoints | None = None
-    metrics: list[MetricDefinition] = Field(default_factory=list)
+    metrics: list[MetricDefinition] = Field(default_factory=list, max_length=MAX_METRICS)
     stopping: Stopping = Field(default_factory=Stopping)
     retry: Retry = Field(default_factory=Retry)
     env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], WireString] = Field(default_factory=dict)

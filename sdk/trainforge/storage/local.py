@@ -85,6 +85,19 @@ class LocalStore(BaseStore):
         except OSError as exc:
             raise StorageError(f"cannot read {u} ({path}): {exc.strerror or exc}") from exc
 
+    def read_tail(self, uri: str | StorageURI, max_bytes: int) -> tuple[bytes, int]:
+        u = as_uri(uri)
+        path = self._path(u)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                handle.seek(max(0, size - max_bytes))
+                return handle.read(max_bytes), size
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object at {u} ({path})") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {u} ({path}): {exc.strerror or exc}") from exc
+
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         path = self._path(uri)
         try:

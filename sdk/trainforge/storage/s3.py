@@ -215,6 +215,21 @@ class S3Store(BaseStore):
         _verify(u, len(data), zlib.crc32(data), int(response["ContentLength"]), expected_crc(response))
         return bytes(data)
 
+    def read_tail(self, uri: str | StorageURI, max_bytes: int) -> tuple[bytes, int]:
+        """One ranged GET when the object is larger than ``max_bytes``: a huge
+        object is never held whole."""
+        u = as_uri(uri)
+        size = self._stat(u).size
+        if size <= max_bytes:
+            data = self.read_bytes(u)
+            return data, len(data)
+        with self._errors(u, "read"), self._not_found_is_missing(u):
+            response = self.client.get_object(Bucket=u.bucket, Key=u.key,
+                                              Range=f"bytes={size - max_bytes}-{size - 1}")
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read(max_bytes)
+        return bytes(data), size
+
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         if obj.size >= self.multipart_threshold:
             self._get_large(uri, target, progress)
