@@ -66,7 +66,7 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     sync_checkpoints(job, layout)
     if host.rank != 0:
         return
-    artifacts = ArtifactURIs.for_job(output_uri, job.name)
+    artifacts = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name)
     if os.path.exists(layout.metrics_file):
         open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
     if not _has_failure(layout):

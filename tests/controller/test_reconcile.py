@@ -139,10 +139,10 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     h = harness
     out = h.bucket.uri("models/")
     # What the stager sidecar of host 0 would upload when the trainer ends well.
-    h.put(f"{out}mnist/metrics/metrics.jsonl", b"".join(
+    h.put(f"{out}{h.ns}/mnist/metrics/metrics.jsonl", b"".join(
         json.dumps({"name": "val:acc", "value": v, "step": s, "timestamp": 1700000000.0 + s}).encode() + b"\n"
         for s, v in enumerate([0.5, 0.9, 0.97])))
-    h.put(f"{out}mnist/output/model.tar.gz", _model_tar())
+    h.put(f"{out}{h.ns}/mnist/output/model.tar.gz", _model_tar())
     h.submit("mnist", instance={"type": "gpu-8x", "count": 2},
              hyperparameters={"lr": "0.01"}, output={"uri": out},
              inputs=[{"channel": "train", "uri": h.bucket.uri("data/train/")}],
