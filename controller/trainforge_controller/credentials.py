@@ -20,14 +20,12 @@ The controller reads and writes a job's artifacts (archived logs, folded
 metrics, final results) with the job's credentials too: its own only below
 its default output root, a prefix the spec cannot choose.
 
-Pure: ``job_scope``, ``job_policy``, ``secret_body``, ``needs_refresh``,
-``parse_credentials_file``. I/O: ``JobCredentials``.
+Pure: ``job_scope``, ``job_policy``, ``secret_body``, ``needs_refresh``. I/O: ``JobCredentials``.
 """
 
 from __future__ import annotations
 
 import base64
-import configparser
 import logging
 import tempfile
 import threading
@@ -57,6 +55,8 @@ from .builder import (
 )
 from .settings import ControllerSettings
 from .wire import Wire, core_path
+
+JSON_PATCH = "application/json-patch+json"
 
 log = logging.getLogger("trainforge.controller.credentials")
 
@@ -112,17 +112,6 @@ def secret_body(job: TrainingJob, uid: str, creds: TemporaryCredentials,
 
 def _decoded(secret: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()}
-
-
-def parse_credentials_file(text: str, expiration: datetime) -> TemporaryCredentials | None:
-    parser = configparser.ConfigParser()
-    try:
-        parser.read_string(text)
-        section = parser["default"]
-        return TemporaryCredentials(section["aws_access_key_id"], section["aws_secret_access_key"],
-                                    section["aws_session_token"], expiration)
-    except (configparser.Error, KeyError):
-        return None
 
 
 # -- I/O -------------------------------------------------------------------------
@@ -200,62 +189,44 @@ class JobCredentials:
         except StorageError as exc:
             return str(exc)
         body = secret_body(job, uid, creds, parent)
-        path = core_path(ns, "secrets", credentials_secret_name(name))
         try:
             self.wire.create(core_path(ns, "secrets"), body)
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-            existing = self.wire.request("GET", path)
-            if not any(o.get("uid") == uid for o in existing["metadata"].get("ownerReferences") or []):
+            # Replace only our own: the "test" fails (422) on a Secret this job does not own,
+            # so the controller needs no GET on Secrets and never clobbers a user's.
+            expiry = CREDENTIALS_EXPIRY_ANNOTATION.replace("~", "~0").replace("/", "~1")
+            ops: Any = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": uid},
+                        {"op": "replace", "path": "/data", "value": body["data"]},
+                        {"op": "add", "path": f"/metadata/annotations/{expiry}",
+                         "value": body["metadata"]["annotations"][CREDENTIALS_EXPIRY_ANNOTATION]}]
+            try:
+                self.wire.request("PATCH", core_path(ns, "secrets", credentials_secret_name(name)), ops,
+                                  JSON_PATCH)
+            except client.ApiException as patch_exc:
+                if patch_exc.status not in (409, 422):
+                    raise
                 return f"a Secret {body['metadata']['name']!r} not owned by this job is in the way"
-            self.wire.merge_patch(path, {"metadata": {"annotations": body["metadata"]["annotations"]},
-                                         "data": body["data"]})
         with self._lock:
             self._known[(ns, name)] = _Known(uid, creds, parent)
         return None
 
-    def refresh(self, job: TrainingJob, uid: str) -> None:
-        """While the job runs: re-mint once half the lifetime is gone."""
-        known = self._lookup(job, uid)
-        if known is None or known.creds is None:
+    def refresh(self, job: TrainingJob, uid: str, pods_use_it: bool) -> None:
+        """While the job runs on its own credentials (``pods_use_it``): re-mint
+        once half their lifetime is gone, or at once after a restart of the
+        controller, which does not know when they expire (and reads no Secret
+        but the namespaces' parents)."""
+        if not pods_use_it:
             return
-        if needs_refresh(known.creds.expiration, self.clock(), self.settings.sts_duration_seconds):
-            why = self._mint_into_secret(job, uid)
-            if why is not None:
-                log.warning("%s/%s: cannot refresh its storage credentials (they expire %s): %s",
-                            job.metadata.namespace, job.name, known.creds.expiration.isoformat(), why)
-
-    def _lookup(self, job: TrainingJob, uid: str) -> _Known | None:
-        """What this controller knows of the job's credentials; after a restart,
-        read once from the job's Secret."""
-        key = (job.metadata.namespace, job.name)
         with self._lock:
-            known = self._known.get(key)
-        if known is not None and known.uid == uid:
-            return known
-        try:
-            secret = self.wire.request("GET", core_path(key[0], "secrets", credentials_secret_name(job.name)))
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            return None
-        if not any(o.get("uid") == uid for o in secret["metadata"].get("ownerReferences") or []):
-            return None
-        try:
-            expiration = datetime.fromisoformat(
-                (secret["metadata"].get("annotations") or {})[CREDENTIALS_EXPIRY_ANNOTATION])
-        except (KeyError, ValueError):
-            return None
-        data = _decoded(secret)
-        creds = parse_credentials_file(data.get(CREDENTIALS_FILE_KEY, ""), expiration)
-        parent = self.parent(key[0])
-        if parent is not None and data.get("AWS_ENDPOINT_URL"):
-            parent = parent.model_copy(update={"endpoint_url": data["AWS_ENDPOINT_URL"]})
-        known = _Known(uid, creds, parent)
-        with self._lock:
-            self._known[key] = known
-        return known
+            known = self._known.get((job.metadata.namespace, job.name))
+        if known is not None and known.uid == uid and known.creds is not None and \
+                not needs_refresh(known.creds.expiration, self.clock(), self.settings.sts_duration_seconds):
+            return
+        why = self._mint_into_secret(job, uid)
+        if why is not None:
+            log.warning("%s/%s: cannot refresh its storage credentials: %s", job.metadata.namespace, job.name, why)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -275,13 +246,14 @@ class JobCredentials:
         return None
 
     def _tenant_settings(self, job: TrainingJob, uid: str) -> S3Settings | None:
+        with self._lock:
+            known = self._known.get((job.metadata.namespace, job.name))
+        if known is not None and known.uid == uid and known.creds is not None and known.parent is not None \
+                and known.creds.expiration > self.clock() + timedelta(seconds=60):
+            return known.creds.settings(known.parent)
         try:
-            known = self._lookup(job, uid)
-            if known is not None and known.creds is not None and known.parent is not None \
-                    and known.creds.expiration > self.clock() + timedelta(seconds=60):
-                return known.creds.settings(known.parent)
             return self.parent(job.metadata.namespace)
         except client.ApiException as exc:
-            log.warning("%s/%s: cannot read its storage credentials: %s %s",
+            log.warning("%s/%s: cannot read the namespace's storage Secret: %s %s",
                         job.metadata.namespace, job.name, exc.status, exc.reason)
             return None

@@ -23,7 +23,7 @@ from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
 from .archive import Archiver, LogReader
-from .builder import artifacts, build_job, build_service, needs_service
+from .builder import CREDENTIALS_VOLUME, artifacts, build_job, build_service, needs_service
 from .cache import Cache
 from .catalog import load_catalog
 from .credentials import JobCredentials
@@ -117,8 +117,8 @@ class Reconciler:
             observed.pods = self.cache.pods.by_label(namespace, latest["metadata"]["name"])
             observed.earlier_pods = [pod for j in observed.jobs if j is not latest
                                      for pod in self.cache.pods.by_label(namespace, j["metadata"]["name"])]
-            if not (job.status and job.status.phase.finished):
-                self.credentials.refresh(job, uid)  # long jobs: before half their lifetime is gone
+            if not (job.status and job.status.phase.finished) and not _finished(latest):
+                self.credentials.refresh(job, uid, _uses_job_credentials(latest))
             self.archiver.archive_logs(job, observed)  # before any verdict is written
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
@@ -256,6 +256,11 @@ def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _uses_job_credentials(job: dict[str, Any]) -> bool:
+    volumes = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+    return any(v.get("name") == CREDENTIALS_VOLUME for v in volumes)
 
 
 def _finished(job: dict[str, Any]) -> bool:
