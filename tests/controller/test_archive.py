@@ -153,6 +153,7 @@ class ArchiveHarness(Harness):
     read_log: Any = None
 
     def start(self) -> None:
+        self.tenant_secret()
         stop = threading.Event()
         controller = Controller(self.kube.api_client(), self.settings, namespace=self.ns, watch_seconds=2,
                                 store_opener=lambda uri: open_store(uri, self.store_settings),

@@ -54,7 +54,20 @@ class Harness:
             requeue_seconds=0.5, resync_seconds=5)
         self._running: list[tuple[threading.Event, threading.Thread]] = []
 
+    def tenant_secret(self) -> None:
+        """The namespace's object-store Secret, as an operator creates it: the
+        parent of the jobs' own credentials, which the controller uses for
+        everything a spec chose (a test may have made its own first)."""
+        data = {k: v for k, v in self.bucket.env().items() if k != "AWS_ENDPOINT_URL_S3"}
+        try:
+            self.core.create_namespaced_secret(self.ns, {
+                "metadata": {"name": self.settings.object_store_secret}, "stringData": data})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+
     def start(self) -> None:
+        self.tenant_secret()
         stop = threading.Event()
         controller = Controller(self.kube.api_client(), self.settings, namespace=self.ns,
                                 watch_seconds=2,
