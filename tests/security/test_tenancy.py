@@ -448,3 +448,48 @@ def test_the_sdks_kubernetes_backend_refuses_before_creating_anything(tmp_path: 
         backend.submit(tj("thief", "default", output={"uri": "s3://trainforge/jobs/team-b/"}))
     assert [i.path for i in caught.value.issues] == ["spec.output.uri"]
     assert "team-a/thief" in str(caught.value)
+
+
+def test_the_stager_runs_in_and_out_on_the_jobs_minted_credentials_file(minio_bucket: Any, tmp_path: Path) -> None:
+    """The pod's view: the credentials file the controller mounts, endpoint and
+    region, no shared keys. Stage-in, checkpoint restore and stage-out work; a
+    stager told it is another job (what a tampered pod spec would say) is
+    refused by the store: the credentials, not the pod spec, are the guard."""
+    import sys
+
+    from tests.integration.test_stage import files, job_json, keys, put, stage, trained
+    from trainforge_controller.credentials import job_policy
+
+    b = minio_bucket
+    for key in ("part-0.csv", "part-1.csv"):
+        put(b, f"data/train/{key}", b"rows\n")
+    put(b, "data/vocab/words.txt", b"alpha\n")
+    put(b, "ckpt/stage-001/epoch-1.pt", b"weights-1")
+    put(b, "models/team-a/victim/output/model.tar.gz", b"victim")
+    text = job_json(b, count=1)
+    job = TrainingJob.model_validate(json.loads(text))
+    creds = assume_role(_parent(b), job_policy(job, b.uri("jobs/")), 900, "tf-team-a-stage-001")
+    mounted = tmp_path / "credentials"
+    mounted.write_text(creds.credentials_file())
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env = {**keep, "TRAINFORGE_JOB": text, "PYTHONUNBUFFERED": "1", "JOB_COMPLETION_INDEX": "0",
+           "PYTHONPATH": os.pathsep.join(sys.path), "AWS_SHARED_CREDENTIALS_FILE": str(mounted),
+           "AWS_ENDPOINT_URL": b.endpoint, "AWS_DEFAULT_REGION": b.region}
+
+    host = tmp_path / "host"
+    result = stage("in", host, env)
+    assert result.returncode == 0, result.stderr
+    assert set(files(host / "input" / "data" / "train")) == {"part-0.csv", "part-1.csv"}
+    assert files(host / "checkpoints") == {"epoch-1.pt": b"weights-1"}
+
+    out = tmp_path / "out"
+    trained(out)
+    result = stage("out", out, env)
+    assert result.returncode == 0, result.stderr
+    assert "models/team-a/stage-001/output/model.tar.gz" in keys(b, "models/")
+    assert "ckpt/stage-001/epoch-2.pt" in keys(b, "ckpt/")
+
+    hostile = stage("out", out, {**env, "TRAINFORGE_JOB": text.replace('"stage-001"', '"victim"')})
+    assert hostile.returncode != 0 and "AccessDenied" in hostile.stderr
+    assert b.s3_client().get_object(Bucket=b.name, Key="models/team-a/victim/output/model.tar.gz")["Body"].read() \
+        == b"victim"
