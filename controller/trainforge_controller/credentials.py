@@ -29,6 +29,7 @@ import base64
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ from .settings import ControllerSettings
 from .wire import Wire, core_path
 
 JSON_PATCH = "application/json-patch+json"
+NO_STS_SECONDS = 300.0
 
 log = logging.getLogger("trainforge.controller.credentials")
 
@@ -135,6 +137,7 @@ class JobCredentials:
         self.mint: Mint = mint or (lambda parent, policy, seconds, name, arn:
                                    assume_role(parent, policy, seconds, name, arn))
         self._known: dict[tuple[str, str], _Known] = {}
+        self._no_sts: dict[str, float] = {}  # namespace -> monotonic time to ask again
         self._lock = threading.Lock()
         self._home = Path(tempfile.gettempdir()) / "trainforge-controller"
 
@@ -182,11 +185,17 @@ class JobCredentials:
         parent = self.parent(ns)
         if parent is None:
             return f"no usable Secret {self.settings.object_store_secret!r} in namespace {ns}"
+        with self._lock:
+            if self._no_sts.get(ns, 0.0) > time.monotonic():
+                return f"the store refused AssumeRole for this namespace less than {NO_STS_SECONDS:.0f}s ago"
         try:
             creds = self.mint(parent, session_policy(scope.read, scope.write),
                               self.settings.sts_duration_seconds, session_name("tf", ns, name),
                               self.settings.sts_role_arn)
         except StorageError as exc:
+            if getattr(exc, "store_wide", True):  # no STS there: new jobs must not each wait to hear it again
+                with self._lock:
+                    self._no_sts[ns] = time.monotonic() + NO_STS_SECONDS
             return str(exc)
         body = secret_body(job, uid, creds, parent)
         try:

@@ -92,6 +92,7 @@ class Reconciler:
     def _reconcile(self, namespace: str, name: str) -> Result:
         raw = self.cache.training_jobs.get(namespace, name)
         if raw is None:  # deleted (or not seen yet: its ADDED event queues it again)
+            self.credentials.forget(namespace, name)
             return Result()
         uid = raw["metadata"]["uid"]
         now = self.clock()

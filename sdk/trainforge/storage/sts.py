@@ -22,10 +22,18 @@ from .policy import policy_text
 
 DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/trainforge-job"  # MinIO ignores it; AWS needs a real one
 MIN_DURATION_SECONDS = 900  # MinIO's and AWS's lower bound
+_POLICY_CODES = {"InvalidParameterValue", "MalformedPolicyDocument", "PackedPolicyTooLarge"}  # this policy only
 
 
 class StsUnavailable(StorageError):
-    """The store cannot mint scoped credentials (no STS, refused, policy too large)."""
+    """The store cannot mint scoped credentials (no STS, refused, policy too
+    large). ``store_wide``: it would answer the same for any policy (no STS
+    there, unreachable, parent credentials refused), so callers may stop asking
+    for a while."""
+
+    def __init__(self, message: str, store_wide: bool = True):
+        super().__init__(message)
+        self.store_wide = store_wide
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ def assume_role(parent: S3Settings, policy: dict[str, Any], duration_seconds: in
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise StsUnavailable(f"the store at {endpoint or 'AWS'} refused AssumeRole for {name}: "
-                             f"{error.get('Code')}: {error.get('Message')}") from exc
+                             f"{error.get('Code')}: {error.get('Message')}",
+                             store_wide=error.get("Code") not in _POLICY_CODES) from exc
     except (BotoCoreError, ValueError) as exc:
         raise StsUnavailable(f"cannot reach the STS of {endpoint or 'AWS'} for {name}: {exc}") from exc
     creds = answer["Credentials"]
