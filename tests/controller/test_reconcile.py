@@ -176,7 +176,8 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod.tolerations[0].key == "nvidia.com/gpu"
     assert pod.subdomain == "mnist"
-    assert {v.name: v.empty_dir.medium for v in pod.volumes} == {"opt-ml": None, "dshm": "Memory"}
+    assert {v.name: v.empty_dir.medium for v in pod.volumes if v.empty_dir} == {"opt-ml": None, "dshm": "Memory"}
+    assert [v.secret.secret_name for v in pod.volumes if v.secret] == ["mnist-tf-storage"]  # its own credentials
     stage_in, sidecar = pod.init_containers
     assert stage_in.command == ["python", "-m", "trainforge.stage", "in"]
     assert sidecar.command[-1] == "sync" and sidecar.restart_policy == "Always"
@@ -186,7 +187,7 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     status = tj["status"]
     assert status["finalMetrics"] == {"val:acc": 0.97}
     assert status["headlineMetric"] == "val:acc=0.97"
-    assert status["artifacts"]["model"] == f"{out}mnist/output/model.tar.gz"
+    assert status["artifacts"]["model"] == f"{out}{h.ns}/mnist/output/model.tar.gz"
     assert status["artifacts"]["checkpoints"] == h.bucket.uri("ckpt/mnist/")
     assert status["attempts"] == 1 and status["gpus"] == 16
     assert {c["type"] for c in status["conditions"]} >= {"Created", "Completed"}
