@@ -165,7 +165,7 @@ class JobCredentials:
         """Fresh credentials for a new attempt, in the job's Secret; its name,
         or None when pods must use the namespace's Secret (logged)."""
         ns, name = job.metadata.namespace, job.name
-        why = self._mint_into_secret(job, uid)
+        why = self._try_mint(job, uid)
         if why is None:
             return credentials_secret_name(name)
         with self._lock:
@@ -173,6 +173,16 @@ class JobCredentials:
         log.warning("%s/%s: pods use the namespace's Secret %r, not per-job credentials: %s",
                     ns, name, self.settings.object_store_secret, why)
         return None
+
+    def _try_mint(self, job: TrainingJob, uid: str) -> str | None:
+        """``_mint_into_secret``; a controller whose role lacks the Secret verbs
+        (an upgrade without its RBAC) falls back instead of stalling every job."""
+        try:
+            return self._mint_into_secret(job, uid)
+        except client.ApiException as exc:
+            if exc.status not in (401, 403):
+                raise
+            return f"the controller may not read or write Secrets in {job.metadata.namespace}: {exc.reason}"
 
     def _mint_into_secret(self, job: TrainingJob, uid: str) -> str | None:
         """None on success, else why not."""
@@ -233,7 +243,7 @@ class JobCredentials:
         if known is not None and known.uid == uid and known.creds is not None and \
                 not needs_refresh(known.creds.expiration, self.clock(), self.settings.sts_duration_seconds):
             return
-        why = self._mint_into_secret(job, uid)
+        why = self._try_mint(job, uid)
         if why is not None:
             log.warning("%s/%s: cannot refresh its storage credentials: %s", job.metadata.namespace, job.name, why)
 

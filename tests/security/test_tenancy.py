@@ -494,3 +494,59 @@ def test_the_stager_runs_in_and_out_on_the_jobs_minted_credentials_file(minio_bu
     assert hostile.returncode != 0 and "AccessDenied" in hostile.stderr
     assert b.s3_client().get_object(Bucket=b.name, Key="models/team-a/victim/output/model.tar.gz")["Body"].read() \
         == b"victim"
+
+
+def test_credentials_are_refreshed_in_place_and_a_users_secret_is_never_clobbered(
+        kube_api: Any, kube_namespace: str, minio_bucket: Any, trainforge_crd: Any, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from kubernetes import client
+
+    from trainforge_controller.credentials import JobCredentials
+    from trainforge_controller.settings import ControllerSettings
+
+    b, ns = minio_bucket, kube_namespace
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_secret(ns, {"metadata": {"name": "trainforge-object-store"}, "stringData": {
+        k: v for k, v in b.env().items() if k != "AWS_ENDPOINT_URL_S3"}})
+    settings = ControllerSettings(default_output=b.uri("jobs/"), sts_duration_seconds=900)
+    now = [datetime.now(timezone.utc)]
+    creds = JobCredentials(kube_api, settings, own_store=lambda uri: open_store(uri), clock=lambda: now[0])
+    custom = client.CustomObjectsApi(kube_api)
+
+    def create(name: str) -> str:  # real owners, or the garbage collector takes their Secrets
+        body = {"apiVersion": "trainforge.dev/v1alpha1", "kind": "TrainingJob",
+                "metadata": {"name": name}, "spec": {"image": "img:1"}}
+        return custom.create_namespaced_custom_object("trainforge.dev", "v1alpha1", ns, "trainingjobs",
+                                                      body)["metadata"]["uid"]
+
+    job = tj("long", ns)
+    uid = create("long")
+
+    assert creds.ensure(job, uid) == "long-tf-storage"
+    first = core.read_namespaced_secret("long-tf-storage", ns)
+    creds.refresh(job, uid, pods_use_it=True)  # early in its life: nothing to do
+    assert core.read_namespaced_secret("long-tf-storage", ns).data == first.data
+    now[0] += timedelta(seconds=500)  # more than half of 900 s gone
+    creds.refresh(job, uid, pods_use_it=True)
+    second = core.read_namespaced_secret("long-tf-storage", ns)
+    assert second.data["credentials"] != first.data["credentials"]
+    assert second.metadata.annotations["trainforge.dev/credentials-expire"] >= \
+        first.metadata.annotations["trainforge.dev/credentials-expire"]  # the store's clock, not the test's
+    assert second.metadata.owner_references[0].uid == uid
+
+    # A restarted controller does not know when they expire: it mints at once.
+    restarted = JobCredentials(kube_api, settings, own_store=lambda uri: open_store(uri), clock=lambda: now[0])
+    restarted.refresh(job, uid, pods_use_it=True)
+    assert core.read_namespaced_secret("long-tf-storage", ns).data["credentials"] != second.data["credentials"]
+
+    # A Secret of that name the job does not own (a user's, or another job's) is left alone.
+    core.create_namespaced_secret(ns, {"metadata": {"name": "mine-tf-storage"}, "stringData": {"keep": "me"}})
+    assert creds.ensure(tj("mine", ns), "6a1f7c1e-0000-4000-8000-000000000002") is None
+    assert _decode(core.read_namespaced_secret("mine-tf-storage", ns)) == {"keep": "me"}
+    core.create_namespaced_secret(ns, {"metadata": {"name": "other-tf-storage", "ownerReferences": [{
+        "apiVersion": "trainforge.dev/v1alpha1", "kind": "TrainingJob", "name": "other",
+        "uid": create("other")}]}, "stringData": {"keep": "me too"}})
+    # A job of that name recreated (a new uid) while the old one's Secret is still there.
+    assert creds.ensure(tj("other", ns), "6a1f7c1e-0000-4000-8000-000000000003") is None
+    assert _decode(core.read_namespaced_secret("other-tf-storage", ns)) == {"keep": "me too"}
