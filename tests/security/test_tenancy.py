@@ -550,3 +550,24 @@ def test_credentials_are_refreshed_in_place_and_a_users_secret_is_never_clobbere
     # A job of that name recreated (a new uid) while the old one's Secret is still there.
     assert creds.ensure(tj("other", ns), "6a1f7c1e-0000-4000-8000-000000000003") is None
     assert _decode(core.read_namespaced_secret("other-tf-storage", ns)) == {"keep": "me too"}
+
+
+def test_two_mnist_001_jobs_in_two_namespaces_stage_out_side_by_side(minio_bucket: Any, tmp_path: Path) -> None:
+    """The stager (what pods run) puts both jobs' model, output and metrics
+    under their own namespace: neither overwrites the other."""
+    from tests.integration.test_stage import job_json, keys, members, get, stage, stager_env, trained
+
+    b = minio_bucket
+    for namespace in ("team-a", "team-b"):
+        text = job_json(b, name="mnist-001", count=1).replace('"namespace": "team-a"', f'"namespace": "{namespace}"')
+        root = tmp_path / namespace
+        trained(root)
+        (root / "model" / "model.pt").write_bytes(f"weights of {namespace}".encode())
+        result = stage("out", root, stager_env(b, text, 0))
+        assert result.returncode == 0, result.stderr
+    found = keys(b, "models/")
+    for namespace in ("team-a", "team-b"):
+        prefix = f"models/{namespace}/mnist-001/"
+        assert {prefix + "output/model.tar.gz", prefix + "output/output.tar.gz",
+                prefix + "metrics/metrics.jsonl"} <= set(found)
+        assert members(get(b, prefix + "output/model.tar.gz"))["model.pt"] == f"weights of {namespace}".encode()
