@@ -60,7 +60,9 @@ log = logging.getLogger("trainforge.controller.archive")
 LogReader = Callable[[dict[str, Any], str], str]
 """(pod as an API dict, container name) -> that container's whole log."""
 
-StoreOpener = Callable[[str], ObjectStore]
+JobStoreOpener = Callable[[TrainingJob, str], "ObjectStore | None"]
+"""(job, uri) -> the store to reach ``uri`` with on the job's behalf; None: not
+to be touched (credentials.JobCredentials.store)."""
 
 FOLD_MAX_BYTES = 4 * 1024 * 1024
 FOLD_MAX_LINES = 100_000
@@ -141,7 +143,7 @@ class Archiver:
     """Archives trainer logs and folds regex metrics; a store or log read that
     fails is logged, never raised: it must not block the job's verdict."""
 
-    def __init__(self, core: client.CoreV1Api, store_opener: StoreOpener,
+    def __init__(self, core: client.CoreV1Api, store_opener: JobStoreOpener,
                  read_log: LogReader | None = None, timeout_seconds: float = 30.0):
         self.core = core
         self.store_opener = store_opener
@@ -173,7 +175,11 @@ class Archiver:
             return 0
         written = 0
         try:
-            store = self.store_opener(artifacts.logs)
+            store = self.store_opener(job, artifacts.logs)
+            if store is None:
+                log.warning("%s/%s: no credentials of its own to archive its logs to %s",
+                            job.metadata.namespace, job.name, artifacts.logs)
+                return 0
             for item in todo:
                 if store.exists(item.uri):
                     continue
@@ -213,8 +219,8 @@ class Archiver:
 
     def _fold(self, job: TrainingJob, artifacts: ArtifactURIs, source: str, timestamp: float) -> bool:
         try:
-            store = self.store_opener(artifacts.metrics)
-            if not store.exists(source):
+            store = self.store_opener(job, artifacts.metrics)
+            if store is None or not store.exists(source):
                 return False
             data, size = store.read_tail(source, FOLD_MAX_BYTES)
             text = data.decode("utf-8", "replace")

@@ -17,7 +17,7 @@ from typing import Any
 from trainforge.contract import HostInfo, Layout, contract_env, host_names
 from trainforge.instances import InstanceType
 from trainforge.spec import TrainingJob
-from trainforge.staging import ArtifactURIs
+from trainforge.artifacts import ArtifactURIs
 
 from . import GROUP, KIND, VERSION
 from .settings import ControllerSettings
@@ -30,6 +30,15 @@ ATTEMPT_LABEL = "trainforge.dev/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "trainforge-controller"}
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 JOB_SPEC_ANNOTATION = "trainforge.dev/job-spec"  # the TrainingJob the stagers read, once per pod
+# Per-job storage credentials (credentials.py): a Secret per job, mounted into the
+# stagers only (never the trainer) as an AWS credentials file the kubelet replaces
+# when the controller refreshes it.
+CREDENTIALS_SECRET_SUFFIX = "-tf-storage"
+CREDENTIALS_EXPIRY_ANNOTATION = "trainforge.dev/credentials-expire"
+CREDENTIALS_FILE_KEY = "credentials"
+CREDENTIALS_VOLUME = "storage-credentials"
+CREDENTIALS_MOUNT = "/var/run/trainforge/storage"
+CREDENTIALS_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")  # copied from the namespace's Secret
 FAILURE_FILE = Layout().failure_file
 TRAINER = "trainer"
 STAGE_IN = "stage-in"
@@ -44,12 +53,16 @@ def service_name(job_name: str) -> str:
     return job_name
 
 
+def credentials_secret_name(job_name: str) -> str:
+    return f"{job_name}{CREDENTIALS_SECRET_SUFFIX}"
+
+
 def output_uri(job: TrainingJob, settings: ControllerSettings) -> str:
     return job.spec.output.uri if job.spec.output else settings.default_output
 
 
 def artifacts(job: TrainingJob, settings: ControllerSettings) -> ArtifactURIs:
-    return ArtifactURIs.for_job(output_uri(job, settings), job.name)
+    return ArtifactURIs.of(job, settings.default_output)
 
 
 def labels(job: TrainingJob, attempt: int | None = None) -> dict[str, str]:
@@ -112,8 +125,23 @@ def job_spec_json(job: TrainingJob) -> str:
                       sort_keys=True, separators=(",", ":"))
 
 
+def _storage_access(settings: ControllerSettings, credentials_secret: str | None) -> dict[str, Any]:
+    """How a stager reaches the store: the job's own scoped credentials (a
+    mounted credentials file, plus endpoint and region from the same Secret),
+    or, where none could be minted, the namespace's shared Secret."""
+    if credentials_secret is None:
+        return {"envFrom": [{"secretRef": {"name": settings.object_store_secret, "optional": True}}]}
+    env: list[dict[str, Any]] = [{"name": "AWS_SHARED_CREDENTIALS_FILE",
+                                  "value": f"{CREDENTIALS_MOUNT}/{CREDENTIALS_FILE_KEY}"}]
+    env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": key,
+                                                         "optional": True}}}
+            for key in CREDENTIALS_ENV_KEYS]
+    return {"env": env, "volumeMounts": [{"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_MOUNT,
+                                          "readOnly": True}]}
+
+
 def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSettings,
-            always: bool = False) -> dict[str, Any]:
+            always: bool = False, credentials_secret: str | None = None) -> dict[str, Any]:
     env = {
         "TRAINFORGE_OUTPUT_URI": output_uri(job, settings),
         "TRAINFORGE_SYNC_SECONDS": str(settings.checkpoint_sync_seconds),
@@ -128,10 +156,14 @@ def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSetti
                 {"name": "TRAINFORGE_JOB", "valueFrom": {
                     "fieldRef": {"fieldPath": f"metadata.annotations['{JOB_SPEC_ANNOTATION}']"}}},
                 ] + _env_list(env),
-        "envFrom": [{"secretRef": {"name": settings.object_store_secret, "optional": True}}],
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root}],
     }
+    access = _storage_access(settings, credentials_secret)
+    container["env"] += access.get("env", [])
+    container["volumeMounts"] += access.get("volumeMounts", [])
+    if "envFrom" in access:
+        container["envFrom"] = access["envFrom"]
     if always:
         container["restartPolicy"] = "Always"  # a native sidecar
     return container
@@ -139,8 +171,9 @@ def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSetti
 
 def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
               settings: ControllerSettings, deadline_seconds: int,
-              suspend: bool | None = None) -> dict[str, Any]:
-    """The Indexed Job for ``attempt`` (1-based)."""
+              suspend: bool | None = None, credentials_secret: str | None = None) -> dict[str, Any]:
+    """The Indexed Job for ``attempt`` (1-based). ``credentials_secret``: the
+    job's own storage credentials (credentials.py), else the namespace's Secret."""
     count = job.spec.instance.count
     resources = {"cpu": _cpu(instance.cpus), "memory": f"{int(instance.memory_gib * 1024)}Mi"}
     if instance.gpus:
@@ -160,12 +193,17 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
-        "initContainers": [_stager(job, STAGE_IN, "in", settings),
-                           _stager(job, SIDECAR, "sync", settings, always=True)],
+        "initContainers": [_stager(job, STAGE_IN, "in", settings, credentials_secret=credentials_secret),
+                           _stager(job, SIDECAR, "sync", settings, always=True,
+                                   credentials_secret=credentials_secret)],
         "containers": [trainer],
         "volumes": [{"name": "opt-ml", "emptyDir": {}},
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
     }
+    if credentials_secret is not None:
+        pod_spec["volumes"].append({"name": CREDENTIALS_VOLUME, "secret": {
+            "secretName": credentials_secret,
+            "items": [{"key": CREDENTIALS_FILE_KEY, "path": CREDENTIALS_FILE_KEY}]}})
     if needs_service(job):
         pod_spec["subdomain"] = service_name(job.name)
     if instance.node_selector:

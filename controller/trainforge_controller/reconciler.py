@@ -14,6 +14,7 @@ from typing import Any, Callable
 from kubernetes import client
 from pydantic import ValidationError
 
+from trainforge.artifacts import tenancy_issues
 from trainforge.errors import TrainforgeError
 from trainforge.instances import InstanceType, lookup
 from trainforge.metrics import final_values, read_stored_records
@@ -22,9 +23,10 @@ from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
 from .archive import FOLD_POLL_SECONDS, Archiver, LogReader
-from .builder import artifacts, build_job, build_service, needs_service
+from .builder import CREDENTIALS_VOLUME, artifacts, build_job, build_service, needs_service
 from .cache import Cache
 from .catalog import load_catalog
+from .credentials import JobCredentials
 from .errors import ConfigError, RetryableError
 from .events import EventSender
 from .settings import ControllerSettings
@@ -57,7 +59,10 @@ class Reconciler:
         self.wire = Wire(api)  # the writes: plain JSON, no client-model round trip
         self.store_opener = store_opener or (lambda uri: open_store(uri))
         self.clock = clock
-        self.archiver = Archiver(self.core, self.store_opener, read_log)
+        # The controller's own credentials reach only its default output root;
+        # everything a spec chose is read and written with the job's (credentials.py).
+        self.credentials = JobCredentials(api, settings, self.store_opener, clock)
+        self.archiver = Archiver(self.core, self._job_store, read_log)
         self._catalog_lock = threading.Lock()
         self._catalog_cache: tuple[float, dict[str, InstanceType]] | None = None  # (expires, catalog)
         self.events = EventSender(self.wire)
@@ -87,6 +92,7 @@ class Reconciler:
     def _reconcile(self, namespace: str, name: str) -> Result:
         raw = self.cache.training_jobs.get(namespace, name)
         if raw is None:  # deleted (or not seen yet: its ADDED event queues it again)
+            self.credentials.forget(namespace, name)
             return Result()
         uid = raw["metadata"]["uid"]
         now = self.clock()
@@ -97,6 +103,10 @@ class Reconciler:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
             invalid = _invalid(raw, f"invalid spec: {problems}", now)
             return self._write(raw, None, invalid, invalid.events)
+        issues = tenancy_issues(job, self.settings.default_output)
+        if issues:  # terminal: another job's artifacts are not this spec's to write
+            invalid = _invalid(raw, "invalid spec: " + "; ".join(str(i) for i in issues), now)
+            return self._write(raw, job, invalid, invalid.events)
         observed = Observed(now=now, artifacts=artifacts(job, self.settings))
         try:
             observed.instance = self._instance(job.spec.instance.type)
@@ -108,6 +118,8 @@ class Reconciler:
             observed.pods = self.cache.pods.by_label(namespace, latest["metadata"]["name"])
             observed.earlier_pods = [pod for j in observed.jobs if j is not latest
                                      for pod in self.cache.pods.by_label(namespace, j["metadata"]["name"])]
+            if not (job.status and job.status.phase.finished) and not _finished(latest):
+                self.credentials.refresh(job, uid, _uses_job_credentials(latest))
             self.archiver.archive_logs(job, observed)  # before any verdict is written
             if _finished(latest) and not (job.status and job.status.phase.finished):
                 self._read_results(job, observed)
@@ -122,8 +134,9 @@ class Reconciler:
         if decision.create_attempt is not None and observed.instance is not None:
             if needs_service(job):  # outlives attempts; made with each one (AlreadyExists is success)
                 self._create(core_path(namespace, "services"), build_service(job, uid, self.settings))
+            secret = self.credentials.ensure(job, uid)  # fresh for every attempt
             body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
-                             decision.deadline_seconds)
+                             decision.deadline_seconds, credentials_secret=secret)
             created = self._create(group_path("batch/v1", namespace, "jobs"), body)
             if created is not None:  # seen at once, before its watch event arrives
                 self.cache.jobs.upsert(created, newer_only=True)
@@ -146,7 +159,12 @@ class Reconciler:
         assert art is not None
         stored = set()
         try:
-            store = self.store_opener(art.metrics)
+            store = self._job_store(job, art.metrics)
+            if store is None:
+                log.warning("%s/%s: no credentials of its own to read its results at %s",
+                            job.metadata.namespace, job.name, art.root)
+                observed.stored = frozenset()
+                return
             for uri in (art.model, art.output, art.metrics):
                 if store.exists(uri):
                     stored.add(uri)
@@ -155,6 +173,11 @@ class Reconciler:
         except (TrainforgeError, ValueError) as exc:
             log.warning("reading results of %s/%s: %s", job.metadata.namespace, job.name, exc)
         observed.stored = frozenset(stored)
+
+    def _job_store(self, job: TrainingJob, uri: str) -> ObjectStore | None:
+        raw = self.cache.training_jobs.get(job.metadata.namespace, job.name)
+        uid = raw["metadata"]["uid"] if raw else ""
+        return self.credentials.store(job, uid, uri)
 
     # -- apply --------------------------------------------------------------
     def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -235,6 +258,11 @@ def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _uses_job_credentials(job: dict[str, Any]) -> bool:
+    volumes = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+    return any(v.get("name") == CREDENTIALS_VOLUME for v in volumes)
 
 
 def _finished(job: dict[str, Any]) -> bool:

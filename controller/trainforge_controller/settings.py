@@ -14,6 +14,15 @@ class ControllerSettings:
     # AWS_ENDPOINT_URL (and AWS_DEFAULT_REGION) for the stager containers.
     object_store_secret: str = "trainforge-object-store"
     default_output: str = "s3://trainforge/jobs/"
+    # Per-job storage credentials (credentials.py): "auto" mints short-lived STS
+    # credentials scoped to each job's prefixes, with the namespace's Secret as
+    # the parent, and falls back to that Secret where the store has no STS; "off"
+    # always hands pods the namespace's Secret.
+    sts: str = "auto"
+    sts_duration_seconds: int = 3600  # refreshed once half has passed, while the job runs
+    sts_role_arn: str = "arn:aws:iam::000000000000:role/trainforge-job"  # MinIO ignores it
+    # The store's endpoint for tenants' credentials; "" takes the namespace Secret's.
+    object_store_endpoint: str = ""
     catalog_configmap: str = "trainforge-instances"
     catalog_namespace: str = "trainforge-system"
     master_port: int = 29500

@@ -116,7 +116,9 @@ def _resolve_data(data: Any, job_name: str, backend: Backend,
             if not path.exists():
                 raise SpecError([SpecIssue(f"data.{channel}", f"local path {str(path)!r} does not exist "
                                                               "(expected a URI or an existing file or folder)")])
-            target = channel_uri(backend.default_data_root(), job_name, channel)
+            # The backend's namespace (the kubernetes backend sets it on submit), else the spec's default.
+            namespace = getattr(backend, "namespace", None) or "default"
+            target = channel_uri(backend.default_data_root(), namespace, job_name, channel)
             store = open_store(target)
             store.ensure_bucket(target)
             if path.is_dir():

@@ -26,6 +26,7 @@ class S3Settings(BaseModel):
     profile: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    session_token: str | None = Field(default=None, description="with temporary (STS) credentials")
     max_concurrency: int = Field(default=8, ge=1, le=128)
     multipart_threshold_mb: int = Field(default=64, ge=5)
     multipart_chunk_mb: int = Field(default=16, ge=5)

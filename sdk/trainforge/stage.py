@@ -7,7 +7,10 @@
 The job comes from ``TRAINFORGE_JOB`` (the TrainingJob as JSON), this host's
 index from ``JOB_COMPLETION_INDEX`` (set by an Indexed Job) and the artifact
 root from ``TRAINFORGE_OUTPUT_URI``. Object-store credentials are the usual
-``AWS_*`` variables. Built only on ``trainforge.staging``.
+``AWS_*`` variables; on the cluster, the job's own short-lived credentials in the
+file ``AWS_SHARED_CREDENTIALS_FILE``, which the kubelet replaces when the
+controller refreshes them (each store opened afterwards reads the new file).
+Built only on ``trainforge.staging``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     sync_checkpoints(job, layout)
     if host.rank != 0:
         return
-    artifacts = ArtifactURIs.for_job(output_uri, job.name)
+    artifacts = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name)
     if os.path.exists(layout.metrics_file):
         open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
     if not _has_failure(layout):

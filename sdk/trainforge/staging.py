@@ -14,39 +14,16 @@ import os
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from .archives import extract_tar
+from .artifacts import ArtifactURIs, channel_uri  # noqa: F401  (re-exported: the layout lives there)
 from .contract import Layout, HostInfo, input_data_config, resource_config
 from .errors import StorageError
 from .spec import InputMode, TrainingJob
 from .spec.models import Distribution
 from .storage import NullProgress, TransferProgress, open_store
-from .uris import StorageURI, parse_uri
-
-
-@dataclass(frozen=True)
-class ArtifactURIs:
-    """Where one job's results go: ``<output>/<job>/...`` as in SageMaker."""
-
-    root: StorageURI
-
-    @classmethod
-    def for_job(cls, output_uri: str, job_name: str) -> "ArtifactURIs":
-        return cls(parse_uri(output_uri).as_prefix().join(job_name).as_prefix())
-
-    @property
-    def model(self) -> str: return str(self.root.join("output", "model.tar.gz"))
-    @property
-    def output(self) -> str: return str(self.root.join("output", "output.tar.gz"))
-    @property
-    def metrics(self) -> str: return str(self.root.join("metrics", "metrics.jsonl"))
-    @property
-    def logs(self) -> str: return str(self.root.join("logs").as_prefix())
-
-    def log(self, host: str, attempt: int) -> str:
-        return str(self.root.join("logs", f"{host}-attempt-{attempt}.log"))
+from .uris import parse_uri
 
 
 def write_config_files(job: TrainingJob, layout: Layout, host: HostInfo) -> None:
@@ -146,6 +123,3 @@ def download_model(model_uri: str, target: str | os.PathLike[str]) -> Path:
         extract_tar(archive, target, source=model_uri)
     return target
 
-
-def channel_uri(root: str, job_name: str, channel: str) -> StorageURI:
-    return parse_uri(root).as_prefix().join(job_name, channel).as_prefix()

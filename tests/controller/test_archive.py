@@ -41,7 +41,7 @@ from tests.controller.test_reconcile import Harness
 from tests.infra.kube_cluster import LOGS_NAMESPACE
 from tests.infra.waiting import wait_until
 
-ART = ArtifactURIs.for_job("s3://bkt/jobs/", "j")
+ART = ArtifactURIs.for_job("s3://bkt/jobs/", "ns", "j")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -73,7 +73,7 @@ def test_logs_to_archive_names_host_and_attempt_and_skips_what_it_cannot_name() 
             pod("Succeeded", "terminated", index="x", name="odd")]
     todo = logs_to_archive(pods, ART)
     assert [(t.pod["metadata"]["name"], t.host, t.attempt, t.uri) for t in todo] == [
-        ("j-a2-1", "algo-2", 2, "s3://bkt/jobs/j/logs/algo-2-attempt-2.log")]
+        ("j-a2-1", "algo-2", 2, "s3://bkt/jobs/ns/j/logs/algo-2-attempt-2.log")]
 
 
 def rec(name: str, value: float, t: float = 1.0, step: int | None = None) -> MetricRecord:
@@ -153,6 +153,7 @@ class ArchiveHarness(Harness):
     read_log: Any = None
 
     def start(self) -> None:
+        self.tenant_secret()
         stop = threading.Event()
         controller = Controller(self.kube.api_client(), self.settings, namespace=self.ns, watch_seconds=2,
                                 store_opener=lambda uri: open_store(uri, self.store_settings),
@@ -181,7 +182,7 @@ def test_logs_are_archived_once_and_regex_metrics_reach_status_and_sdk_after_pod
     h.read_log = source = LogSource()
     h.start()
     out = h.bucket.uri("models/")
-    art = ArtifactURIs.for_job(out, "scrape")
+    art = ArtifactURIs.for_job(out, h.ns, "scrape")
     # What the stager sidecar of host 0 uploads: the runtime's log_metric records.
     h.put(art.metrics, json.dumps({"name": "val:acc", "value": 0.97, "step": 2,
                                    "timestamp": 1700000000.0}).encode() + b"\n")
@@ -227,7 +228,7 @@ def test_kwok_pods_have_no_log_so_none_is_archived_and_the_job_still_completes(
     h = archive_harness
     h.start()  # the real reader; outside LOGS_NAMESPACE kwok's kubelet API has no log to give
     out = h.bucket.uri("models/")
-    art = ArtifactURIs.for_job(out, "nolog")
+    art = ArtifactURIs.for_job(out, h.ns, "nolog")
     h.put(art.metrics, json.dumps({"name": "val:acc", "value": 0.5, "timestamp": 1.0}).encode() + b"\n")
     h.submit("nolog", output={"uri": out}, metrics=[{"name": "loss", "regex": r"loss=([0-9.]+)"}])
     status = h.wait_phase("nolog", "Completed")["status"]
@@ -265,7 +266,7 @@ def test_trainer_log_through_the_kubelet_api_is_read_live_archived_and_folded(
     h.kube.write_trainer_log(trained)
     h.start()  # the real reader: GET pods/log, answered by kwok's kubelet endpoint
     out = h.bucket.uri("kubelet/")
-    art = ArtifactURIs.for_job(out, "kubelet-log")
+    art = ArtifactURIs.for_job(out, h.ns, "kubelet-log")
     h.submit("kubelet-log", output={"uri": out},
              metrics=[{"name": "train:loss", "regex": r"train_loss=([0-9.]+)"}])
     status = h.wait_phase("kubelet-log", "Completed")["status"]

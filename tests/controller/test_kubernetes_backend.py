@@ -29,9 +29,9 @@ def _job(name: str, **spec: Any) -> TrainingJob:
 
 def test_submit_wait_metrics_logs_list(harness: Harness, backend: KubernetesBackend) -> None:  # noqa: F811
     out = harness.bucket.uri("jobs/")
-    harness.put(f"{out}sdk-job/metrics/metrics.jsonl",
+    harness.put(f"{out}{harness.ns}/sdk-job/metrics/metrics.jsonl",
                 json.dumps({"name": "loss", "value": 0.25, "step": 3, "timestamp": 1.0}).encode() + b"\n")
-    harness.put(f"{out}sdk-job/logs/algo-1-attempt-1.log", b"epoch 1\nloss=0.25\n")
+    harness.put(f"{out}{harness.ns}/sdk-job/logs/algo-1-attempt-1.log", b"epoch 1\nloss=0.25\n")
     backend.submit(_job("sdk-job"))
     status = Job("sdk-job", backend).wait(timeout=45)
     assert status.phase == Phase.COMPLETED and status.final_metrics == {"loss": 0.25}

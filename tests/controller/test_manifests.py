@@ -34,6 +34,10 @@ def applied_rbac(kube: Any) -> str:
     ("delete", "jobs.batch", "team-a", False),
     ("create", "pods", "team-a", False),
     ("get", "secrets", "team-a", False),
+    ("get", "secrets/trainforge-object-store", "team-a", True),  # the parent of per-job credentials
+    ("create", "secrets", "team-a", True),  # the per-job credentials
+    ("list", "secrets", "team-a", False),
+    ("delete", "secrets", "team-a", False),
     ("create", "trainingjobs.trainforge.dev", "team-a", False),
     ("update", "leases.coordination.k8s.io", "team-a", False),
 ])

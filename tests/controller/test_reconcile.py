@@ -54,7 +54,20 @@ class Harness:
             requeue_seconds=0.5, resync_seconds=5)
         self._running: list[tuple[threading.Event, threading.Thread]] = []
 
+    def tenant_secret(self) -> None:
+        """The namespace's object-store Secret, as an operator creates it: the
+        parent of the jobs' own credentials, which the controller uses for
+        everything a spec chose (a test may have made its own first)."""
+        data = {k: v for k, v in self.bucket.env().items() if k != "AWS_ENDPOINT_URL_S3"}
+        try:
+            self.core.create_namespaced_secret(self.ns, {
+                "metadata": {"name": self.settings.object_store_secret}, "stringData": data})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+
     def start(self) -> None:
+        self.tenant_secret()
         stop = threading.Event()
         controller = Controller(self.kube.api_client(), self.settings, namespace=self.ns,
                                 watch_seconds=2,
@@ -139,10 +152,10 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     h = harness
     out = h.bucket.uri("models/")
     # What the stager sidecar of host 0 would upload when the trainer ends well.
-    h.put(f"{out}mnist/metrics/metrics.jsonl", b"".join(
+    h.put(f"{out}{h.ns}/mnist/metrics/metrics.jsonl", b"".join(
         json.dumps({"name": "val:acc", "value": v, "step": s, "timestamp": 1700000000.0 + s}).encode() + b"\n"
         for s, v in enumerate([0.5, 0.9, 0.97])))
-    h.put(f"{out}mnist/output/model.tar.gz", _model_tar())
+    h.put(f"{out}{h.ns}/mnist/output/model.tar.gz", _model_tar())
     h.submit("mnist", instance={"type": "gpu-8x", "count": 2},
              hyperparameters={"lr": "0.01"}, output={"uri": out},
              inputs=[{"channel": "train", "uri": h.bucket.uri("data/train/")}],
@@ -163,7 +176,8 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod.tolerations[0].key == "nvidia.com/gpu"
     assert pod.subdomain == "mnist"
-    assert {v.name: v.empty_dir.medium for v in pod.volumes} == {"opt-ml": None, "dshm": "Memory"}
+    assert {v.name: v.empty_dir.medium for v in pod.volumes if v.empty_dir} == {"opt-ml": None, "dshm": "Memory"}
+    assert [v.secret.secret_name for v in pod.volumes if v.secret] == ["mnist-tf-storage"]  # its own credentials
     stage_in, sidecar = pod.init_containers
     assert stage_in.command == ["python", "-m", "trainforge.stage", "in"]
     assert sidecar.command[-1] == "sync" and sidecar.restart_policy == "Always"
@@ -173,7 +187,7 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     status = tj["status"]
     assert status["finalMetrics"] == {"val:acc": 0.97}
     assert status["headlineMetric"] == "val:acc=0.97"
-    assert status["artifacts"]["model"] == f"{out}mnist/output/model.tar.gz"
+    assert status["artifacts"]["model"] == f"{out}{h.ns}/mnist/output/model.tar.gz"
     assert status["artifacts"]["checkpoints"] == h.bucket.uri("ckpt/mnist/")
     assert status["attempts"] == 1 and status["gpus"] == 16
     assert {c["type"] for c in status["conditions"]} >= {"Created", "Completed"}

@@ -51,7 +51,7 @@ def _pod(phase: str = "Running", scheduled: bool = True, trainer: str | None = "
 
 def _obs(**kw: Any) -> Observed:
     return Observed(now=NOW, instance=DEFAULT_CATALOG["gpu-8x"],
-                    artifacts=ArtifactURIs.for_job("s3://out/", "mn"), **kw)
+                    artifacts=ArtifactURIs.for_job("s3://out/", "default", "mn"), **kw)
 
 
 @pytest.mark.parametrize(("jobs", "pods", "phase", "message_part"), [
@@ -136,7 +136,7 @@ def test_stop_annotation(job: dict[str, Any], suspend: str | None, phase: Phase)
 
 
 def test_completed_records_metrics_artifacts_and_billable_seconds() -> None:
-    art = ArtifactURIs.for_job("s3://out/", "mn")
+    art = ArtifactURIs.for_job("s3://out/", "default", "mn")
     d = decide(_tj(metrics=[{"name": "acc", "regex": "acc=(.*)"}]),
                _obs(jobs=[_job(cond="Complete")], final_metrics={"loss": 0.1, "acc": 0.9},
                     stored=frozenset({art.model, art.metrics}),
@@ -166,7 +166,7 @@ def test_condition_keeps_last_transition_time_when_only_the_message_changes() ->
 
 
 def test_failed_job_never_reports_a_model_even_if_one_was_uploaded() -> None:
-    art = ArtifactURIs.for_job("s3://out/", "mn")
+    art = ArtifactURIs.for_job("s3://out/", "default", "mn")
     d = decide(_tj(), _obs(jobs=[_job(cond="Failed")],
                            pods=[_pod(phase="Failed", trainer="terminated", exit_code=1)],
                            stored=frozenset({art.model, art.output, art.metrics})))

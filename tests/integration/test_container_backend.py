@@ -138,8 +138,8 @@ def test_digits_trains_in_a_container_with_data_and_model_in_minio(
     frame = job.metrics()
     assert sorted(frame[frame["name"] == "validation:accuracy"]["step"].astype(int)) == [1, 2, 3, 4, 5, 6]
 
-    assert status.artifacts.model == job_env.uri(f"models/{job.name}/output/model.tar.gz")
-    assert f"models/{job.name}/output/model.tar.gz" in s3_keys(job_env, "models/")
+    assert status.artifacts.model == job_env.uri(f"models/default/{job.name}/output/model.tar.gz")
+    assert f"models/default/{job.name}/output/model.tar.gz" in s3_keys(job_env, "models/")
     assert s3_keys(job_env, "ckpt/digits/")[-2:] == ["ckpt/digits/epoch-0005.pt", "ckpt/digits/epoch-0006.pt"]
     model = job.download_model(tmp_path / "model")
     assert json.loads((model / "model.json").read_text())["architecture"]["classes"] == 10

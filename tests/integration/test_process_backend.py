@@ -120,19 +120,19 @@ def test_digits_completes_with_metrics_model_and_artifacts(home: Path, digits_da
     assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
 
     # the model, output data, metrics and logs in the (embedded) artifact store
-    assert job.model_uri == f"local://trainforge-artifacts/{job.name}/output/model.tar.gz"
+    assert job.model_uri == f"local://trainforge-artifacts/default/{job.name}/output/model.tar.gz"
     model = job.download_model(tmp_path / "model")
     assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]
     assert json.loads((model / "model.json").read_text())["epochs"] == 3
     assert stored_files(home, "trainforge-artifacts") == sorted([
-        f"{job.name}/output/model.tar.gz", f"{job.name}/output/output.tar.gz",
-        f"{job.name}/metrics/metrics.jsonl", f"{job.name}/logs/algo-1-attempt-1.log"])
+        f"default/{job.name}/output/model.tar.gz", f"default/{job.name}/output/output.tar.gz",
+        f"default/{job.name}/metrics/metrics.jsonl", f"default/{job.name}/logs/algo-1-attempt-1.log"])
 
     # the local data was uploaded for the user, and the job reads it from there
     inputs = {i.channel: i.uri for i in job.describe().spec.inputs}
-    assert inputs == {c: f"local://trainforge-data/{job.name}/{c}/" for c in ("train", "validation")}
-    assert stored_files(home, "trainforge-data") == [f"{job.name}/train/digits.npz",
-                                                     f"{job.name}/validation/digits.npz"]
+    assert inputs == {c: f"local://trainforge-data/default/{job.name}/{c}/" for c in ("train", "validation")}
+    assert stored_files(home, "trainforge-data") == [f"default/{job.name}/train/digits.npz",
+                                                     f"default/{job.name}/validation/digits.npz"]
 
     logs = log_text(job)
     assert "epoch=3 " in logs and "done: final validation accuracy" in logs
@@ -188,8 +188,8 @@ def test_retry_resumes_from_checkpoint(home: Path, digits_data: dict[str, str]) 
     assert frame[frame["name"] == "validation:accuracy"]["step"].tolist() == [1, 2, 3]
     assert status.artifacts.checkpoints == "local://checkpoints/retry/"
     assert "epoch-0003.pt" in stored_files(home, "checkpoints")[-1]
-    assert {f"{job.name}/logs/algo-1-attempt-1.log", f"{job.name}/logs/algo-1-attempt-2.log",
-            f"{job.name}/output/model.tar.gz"} <= set(stored_files(home, "trainforge-artifacts"))
+    assert {f"default/{job.name}/logs/algo-1-attempt-1.log", f"default/{job.name}/logs/algo-1-attempt-2.log",
+            f"default/{job.name}/output/model.tar.gz"} <= set(stored_files(home, "trainforge-artifacts"))
 
 
 @pytest.mark.slow

@@ -86,10 +86,10 @@ def test_digits_with_data_checkpoints_and_model_on_minio(bucket: Any, tmp_path: 
 
     assert status.phase is Phase.COMPLETED and status.attempts == 1
     assert status.final_metrics["validation:accuracy"] > 0.8
-    assert job.model_uri == bucket.uri(f"models/{job.name}/output/model.tar.gz")
+    assert job.model_uri == bucket.uri(f"models/default/{job.name}/output/model.tar.gz")
     assert keys(bucket, "models/") == sorted([
-        f"models/{job.name}/output/model.tar.gz", f"models/{job.name}/output/output.tar.gz",
-        f"models/{job.name}/metrics/metrics.jsonl", f"models/{job.name}/logs/algo-1-attempt-1.log"])
+        f"models/default/{job.name}/output/model.tar.gz", f"models/default/{job.name}/output/output.tar.gz",
+        f"models/default/{job.name}/metrics/metrics.jsonl", f"models/default/{job.name}/logs/algo-1-attempt-1.log"])
     assert keys(bucket, "checkpoints/") == ["checkpoints/digits/epoch-0001.pt", "checkpoints/digits/epoch-0002.pt"]
     assert status.artifacts.checkpoints == bucket.uri("checkpoints/digits/")
 
@@ -153,7 +153,7 @@ def test_refused_endpoint_fails_stage_out_without_artifacts(refused: str, tmp_pa
     assert status.phase is Phase.FAILED and status.attempts == 1
     assert status.failure_reason is not None
     assert f"cannot reach S3 endpoint {refused}" in status.failure_reason
-    assert f"s3://models/{job.name}/" in status.failure_reason
+    assert f"s3://models/default/{job.name}/" in status.failure_reason
     assert [c.type for c in status.conditions][-2:] == ["Uploading", "Failed"]
     assert_no_model(job)
     assert status.artifacts.metrics is None and status.artifacts.logs is None

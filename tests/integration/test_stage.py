@@ -175,7 +175,7 @@ def test_stage_out_first_host_uploads_model_output_metrics_and_checkpoints(
 
     result = stage("out", first, stager_env(minio_bucket, job, 0))
     assert result.returncode == 0, result.stderr
-    root = "models/stage-001/"
+    root = "models/team-a/stage-001/"
     assert f"staged out to s3://{minio_bucket.name}/{root}" in result.stdout
     assert members(get(minio_bucket, root + "output/model.tar.gz")) == {
         "model.pt": b"final weights", "sub/config.json": b"{}"}
@@ -195,7 +195,7 @@ def test_stage_out_after_a_failure_keeps_metrics_and_checkpoints_but_no_model(
     trained(tmp_path, failure="CUDA out of memory")
     result = stage("out", tmp_path, stager_env(minio_bucket, job_json(minio_bucket, count=1)))
     assert result.returncode == 0, result.stderr
-    assert keys(minio_bucket, "models/") == ["models/stage-001/metrics/metrics.jsonl"]
+    assert keys(minio_bucket, "models/") == ["models/team-a/stage-001/metrics/metrics.jsonl"]
     assert keys(minio_bucket, "ckpt/") == ["ckpt/stage-001/epoch-2.pt"]
 
 
@@ -205,7 +205,7 @@ def test_stage_out_ignores_an_empty_failure_file(minio_bucket: Any, tmp_path: Pa
     trained(tmp_path, failure="")
     result = stage("out", tmp_path, stager_env(minio_bucket, job_json(minio_bucket, count=1)))
     assert result.returncode == 0, result.stderr
-    assert "models/stage-001/output/model.tar.gz" in keys(minio_bucket, "models/")
+    assert "models/team-a/stage-001/output/model.tar.gz" in keys(minio_bucket, "models/")
 
 
 def test_stage_out_output_uri_from_the_environment_wins(minio_bucket: Any, tmp_path: Path) -> None:
@@ -213,7 +213,7 @@ def test_stage_out_output_uri_from_the_environment_wins(minio_bucket: Any, tmp_p
     env = stager_env(minio_bucket, job_json(minio_bucket, count=1),
                      TRAINFORGE_OUTPUT_URI=minio_bucket.uri("elsewhere"))
     assert stage("out", tmp_path, env).returncode == 0
-    assert "elsewhere/stage-001/output/model.tar.gz" in keys(minio_bucket, "elsewhere/")
+    assert "elsewhere/team-a/stage-001/output/model.tar.gz" in keys(minio_bucket, "elsewhere/")
     assert not keys(minio_bucket, "models/")
 
 
@@ -243,7 +243,7 @@ def test_sync_uploads_checkpoints_while_training_and_stages_out_on_sigterm(
             sidecar.wait()
     assert sidecar.returncode == 0, stderr
     assert "staged out to" in stdout
-    assert members(get(minio_bucket, "models/stage-001/output/model.tar.gz")) == {"model.pt": b"final weights"}
+    assert members(get(minio_bucket, "models/team-a/stage-001/output/model.tar.gz")) == {"model.pt": b"final weights"}
 
 
 def test_sync_keeps_running_when_the_store_is_unreachable(minio_bucket: Any, tmp_path: Path) -> None:

@@ -30,22 +30,23 @@ ONE_HOST = HostInfo("algo-1", ("algo-1",))
 
 @pytest.mark.parametrize("output", ["s3://models/mnist", "s3://models/mnist/"])
 def test_artifact_uris(output: str) -> None:
-    uris = ArtifactURIs.for_job(output, "job-1")
-    assert str(uris.root) == "s3://models/mnist/job-1/"
-    assert uris.model == "s3://models/mnist/job-1/output/model.tar.gz"
-    assert uris.output == "s3://models/mnist/job-1/output/output.tar.gz"
-    assert uris.metrics == "s3://models/mnist/job-1/metrics/metrics.jsonl"
-    assert uris.logs == "s3://models/mnist/job-1/logs/"
-    assert uris.log("algo-1", 2) == "s3://models/mnist/job-1/logs/algo-1-attempt-2.log"
+    uris = ArtifactURIs.for_job(output, "team-a", "job-1")
+    assert str(uris.root) == "s3://models/mnist/team-a/job-1/"
+    assert uris.model == "s3://models/mnist/team-a/job-1/output/model.tar.gz"
+    assert uris.output == "s3://models/mnist/team-a/job-1/output/output.tar.gz"
+    assert uris.metrics == "s3://models/mnist/team-a/job-1/metrics/metrics.jsonl"
+    assert uris.logs == "s3://models/mnist/team-a/job-1/logs/"
+    assert uris.log("algo-1", 2) == "s3://models/mnist/team-a/job-1/logs/algo-1-attempt-2.log"
 
 
 def test_artifact_uris_at_a_bucket_root() -> None:
-    assert ArtifactURIs.for_job("local://trainforge-artifacts", "j").model == \
-        "local://trainforge-artifacts/j/output/model.tar.gz"
+    assert ArtifactURIs.for_job("local://trainforge-artifacts", "default", "j").model == \
+        "local://trainforge-artifacts/default/j/output/model.tar.gz"
 
 
 def test_channel_uri() -> None:
-    assert str(channel_uri("local://trainforge-data/", "job-1", "train")) == "local://trainforge-data/job-1/train/"
+    assert str(channel_uri("local://trainforge-data/", "default", "job-1", "train")) == \
+        "local://trainforge-data/default/job-1/train/"
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_stage_out_model_and_download(home: Path, tmp_path: Path) -> None:
     os.makedirs(layout.output_data_dir)
     Path(layout.model_dir, "model.pt").write_bytes(b"model")
     Path(layout.output_data_dir, "report.csv").write_text("a,b\n")
-    artifacts = ArtifactURIs.for_job("local://models/", "job-1")
+    artifacts = ArtifactURIs.for_job("local://models/", "default", "job-1")
     model, output = stage_out_model(layout, artifacts)
     assert (model, output) == (artifacts.model, artifacts.output)
     target = download_model(model, tmp_path / "fetched")
@@ -156,6 +157,6 @@ def test_stage_out_model_and_download(home: Path, tmp_path: Path) -> None:
 
 def test_empty_model_is_still_an_archive_and_empty_output_is_none(home: Path, tmp_path: Path) -> None:
     layout = Layout(str(tmp_path / "run"))
-    model, output = stage_out_model(layout, ArtifactURIs.for_job("local://models/", "job-2"))
+    model, output = stage_out_model(layout, ArtifactURIs.for_job("local://models/", "default", "job-2"))
     assert model is not None and output is None
     assert list((download_model(model, tmp_path / "m")).iterdir()) == []

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..artifacts import tenancy_issues
 from ..config import Settings
 from ..errors import BackendError, JobExists, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ..metrics import MetricRecord, read_stored_records
@@ -79,6 +80,11 @@ class KubernetesBackend:
         body = job.to_dict()
         body.pop("status", None)
         body["metadata"]["namespace"] = self.namespace
+        # The controller checks again against its own default root; this one fails before anything exists.
+        issues = tenancy_issues(job.model_copy(update={"metadata": job.metadata.model_copy(
+            update={"namespace": self.namespace})}), self._output)
+        if issues:
+            raise SpecError(issues, source=f"{self.namespace}/{job.name}")
         try:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
         except self._client.ApiException as exc:
@@ -102,11 +108,11 @@ class KubernetesBackend:
         return sorted((_from_wire(i) for i in items), key=lambda j: j.name)
 
     def _artifacts(self, job: TrainingJob) -> ArtifactURIs:
-        return ArtifactURIs.for_job(job.spec.output.uri if job.spec.output else self._output, job.name)
+        return ArtifactURIs.of(job, self._output)
 
     def logs(self, name: str, follow: bool = False) -> Iterator[str]:
         """The trainer's log from its pods while they exist; afterwards the
-        archived logs (``<output>/<job>/logs/``) from the object store."""
+        archived logs (``<output>/<namespace>/<job>/logs/``) from the object store."""
         seen = 0
         while True:
             job = self.get(name)

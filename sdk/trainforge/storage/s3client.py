@@ -1,6 +1,6 @@
 """boto3 clients for S3-compatible stores, and the mapping of botocore errors
-into trainforge's hierarchy. This module and ``s3.py`` are the only places in
-trainforge that import boto3/botocore.
+into trainforge's hierarchy. This module, ``s3.py`` and ``sts.py`` are the only
+places in trainforge that import boto3/botocore.
 
 Endpoint and credentials: ``Settings.s3`` when set, otherwise boto3's own
 chain (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``~/.aws/config``, ...). Any
@@ -92,6 +92,7 @@ def make_client(s3: S3Settings) -> Any:
             profile_name=s3.profile,
             aws_access_key_id=s3.access_key_id,
             aws_secret_access_key=s3.secret_access_key,
+            aws_session_token=s3.session_token,
             region_name=s3.region,
         )
         client = session.client("s3", endpoint_url=s3.endpoint_url, config=_config(s3, False))
@@ -106,10 +107,24 @@ def make_client(s3: S3Settings) -> Any:
     return client
 
 
+def _credentials_file_version() -> tuple[int, int] | None:
+    """Which version of ``AWS_SHARED_CREDENTIALS_FILE`` is in place: on Kubernetes
+    a mounted Secret is swapped for a new file when the controller refreshes a
+    job's short-lived credentials, and the next client must read the new one."""
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns)
+
+
 def client_for(s3: S3Settings) -> Any:
     """The cached client for these settings and the current AWS_* environment
     (boto3 clients are thread-safe; making one costs tens of milliseconds)."""
-    key = (s3.model_dump_json(), tuple(os.environ.get(k) for k in _ENV_KEYS))
+    key = (s3.model_dump_json(), tuple(os.environ.get(k) for k in _ENV_KEYS), _credentials_file_version())
     with _lock:
         client = _clients.get(key)
         if client is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...config import Settings, load_settings
+from ...artifacts import tenancy_issues
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue
 from ...instances import lookup
 from ...metrics import MetricRecord
@@ -84,6 +85,7 @@ class LocalBackend:
         if job.spec.instance.count > 1:
             issues.append(SpecIssue("spec.instance.count", f"the {self.name} backend runs one host, got "
                                     f"{job.spec.instance.count} (multi-host jobs need the kubernetes backend)"))
+        issues.extend(tenancy_issues(job, self.default_output()))
         if issues:
             raise SpecError(issues)
         jobdir = self.jobdir(job.name)

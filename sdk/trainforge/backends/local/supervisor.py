@@ -47,7 +47,7 @@ class Supervisor:
         self.job: TrainingJob = jobdir.read_job()
         self.launcher: Launcher = make_launcher(document["backend"]["kind"], document["backend"].get("options"))
         self.output_uri: str = document["backend"]["output"]
-        self.artifacts = ArtifactURIs.for_job(self.output_uri, self.job.name)
+        self.artifacts = ArtifactURIs.for_job(self.output_uri, self.job.metadata.namespace, self.job.name)
         self.status = jobdir.read_status()
         self.terminate_requested = threading.Event()
         self.training_seconds = 0.0
