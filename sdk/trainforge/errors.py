@@ -6,7 +6,8 @@
     ├── StorageError              object store failures (names the URI)
     │   ├── StorageUnreachable    endpoint refused / unreachable / bad credentials
     │   ├── ObjectNotFound        a URI has no data behind it
-    │   └── IntegrityError        bytes read back differ from bytes written
+    │   ├── IntegrityError        bytes read back differ from bytes written
+    │   └── TransferCancelled     a transfer was cancelled on request (a job stopped)
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
     │   ├── EngineUnavailable     container engine / cluster not reachable
@@ -68,6 +69,10 @@ class ObjectNotFound(StorageError):
 
 
 class IntegrityError(StorageError):
+    pass
+
+
+class TransferCancelled(StorageError):
     pass
 
 

@@ -300,6 +300,19 @@ class S3Store(BaseStore):
                         f"s3://{u.bucket}/{first.get('Key')}: {first.get('Code')}: {first.get('Message')}")
         return len(keys)
 
+    def sweep_partial(self, prefix_uri: str | StorageURI) -> int:
+        """Abort the multipart uploads under ``prefix_uri`` that a killed writer
+        left unfinished (their parts use space but never form an object). Only
+        for a prefix no live writer uses (a job's own artifacts once it has ended)."""
+        u = as_uri(prefix_uri)
+        aborted = 0
+        with self._errors(u, "clean up unfinished uploads under"):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=u.bucket, Prefix=u.key):
+                for upload in page.get("Uploads") or []:
+                    self.client.abort_multipart_upload(Bucket=u.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
+
     def ensure_bucket(self, uri: str | StorageURI) -> None:
         u = as_uri(uri)
         with self._errors(u, "create the bucket of"):

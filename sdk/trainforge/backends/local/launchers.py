@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ...contract import Layout
 from ...errors import ImageNotFound
 from .orphans import process_record
+from .outputlines import READ_CHUNK, bounded_lines
 
 
 class Launched(Protocol):
@@ -55,13 +56,14 @@ def trainer_source(image: str) -> Path:
 
 
 class _Subprocess:
-    def __init__(self, popen: subprocess.Popen[str]):
+    def __init__(self, popen: subprocess.Popen[bytes]):
         self._popen = popen
 
     def lines(self) -> Iterator[str]:
         assert self._popen.stdout is not None
-        for line in self._popen.stdout:
-            yield line.rstrip("\n")
+        fd = self._popen.stdout.fileno()
+        # Raw reads of at most READ_CHUNK: a line without a newline never piles up whole.
+        yield from bounded_lines(iter(lambda: os.read(fd, READ_CHUNK), b""), universal=True)
 
     def _signal(self, sig: int) -> None:
         # The whole process group: data loader workers and torchrun children too.
@@ -110,7 +112,7 @@ class ProcessLauncher:
         popen = subprocess.Popen(
             [self.python, "-m", "trainer.start", "train"], cwd=source, env=full_env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, errors="replace", start_new_session=True,
+            bufsize=0, start_new_session=True,
         )
         return _Subprocess(popen)
 
