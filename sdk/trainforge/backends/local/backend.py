@@ -233,11 +233,12 @@ class LocalBackend:
         job's own artifact prefix (temp objects, unfinished multipart uploads)."""
         try:
             output = jobdir.read_document()["backend"]["output"]
-            root = ArtifactURIs.for_job(output, jobdir.name).root
-            store = open_store(str(root))
+            artifacts = ArtifactURIs.for_job(output, jobdir.name)
+            store = open_store(str(artifacts.root))
             sweep = getattr(store, "sweep_partial", None)  # optional capability
             if sweep is not None:
-                sweep(root)
+                logs = [artifacts.log("algo-1", n) for n in range(1, len(jobdir.log_files()) + 1)]
+                sweep(artifacts.root, [artifacts.model, artifacts.output, artifacts.metrics, *logs])
         except (TrainforgeError, OSError, KeyError, ValueError):
             pass  # best effort: a reader must not fail on it
 

@@ -12,7 +12,7 @@ tests. What it does is chosen by the hyperparameter ``action``:
     flood     print lines of ``width`` characters (default 4096) until ended;
               SIGTERM ends it with exit 143
     longline  print ``mib`` MiB (default 60) without a newline, then a newline
-              and "after the long line", exit 0
+              and "after the long line", sleep ``seconds`` (default 0), exit 0
     bigmodel  write ``mib`` MiB (default 200) of incompressible bytes as the
               model, print "model written", exit 0
 """
@@ -78,6 +78,8 @@ def main() -> int:
             sys.stdout.buffer.write(block)
         sys.stdout.buffer.write(b"\nafter the long line\n")
         sys.stdout.flush()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        time.sleep(float(hp.get("seconds", "0")))
         return 0
     if action == "bigmodel":
         os.makedirs(os.environ["SM_MODEL_DIR"], exist_ok=True)
