@@ -27,6 +27,7 @@ from .orphans import end_orphan
 from .records import job_metric_records
 
 FOLLOW_POLL_SECONDS = 0.05
+LOG_READ_CHARS = 1024 * 1024
 # How long a new supervisor may take to write supervisor.started (imports on a
 # loaded machine are slow); past it the submit fails and the job is Failed.
 SUPERVISOR_START_SECONDS = 60.0
@@ -258,11 +259,12 @@ class LocalBackend:
             if path.exists():
                 with open(path, encoding="utf-8", errors="replace") as fh:
                     fh.seek(offset)
-                    chunk = fh.read()
+                    # In bounded reads: a log can be gigabytes (its lines are capped, see outputlines.py).
+                    while chunk := fh.read(LOG_READ_CHARS):
+                        lines = (pending + chunk).split("\n")
+                        pending = lines.pop()
+                        yield from lines
                     offset = fh.tell()
-                lines = (pending + chunk).split("\n")
-                pending = lines.pop()
-                yield from lines
             if jobdir.log_file(attempt + 1).exists():
                 if pending:
                     yield pending

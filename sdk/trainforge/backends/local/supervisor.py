@@ -126,7 +126,11 @@ class Supervisor:
         self.output_error = None
         self.output_failed.clear()
         launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
-        self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
+        try:
+            self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
+        except OSError:  # a full disk: an unrecorded trainer could outlive us unseen
+            launched.kill()
+            raise
         pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
         pump.start()
         stopped = timed_out = output_failed = False
