@@ -199,6 +199,34 @@ def test_a_job_whose_submitter_died_before_the_supervisor_started_is_failed(home
     shutil.rmtree(backend.jobdir("just-submitted").path)  # no supervisor will ever end it
 
 
+def test_a_hung_supervisor_whose_submitter_died_is_killed_by_a_reader(home: Path, tmp_path: Path) -> None:
+    backend = LocalBackend("process")
+    job = parse_job({"metadata": {"name": "hung"}, "spec": {"image": str(FAULTS)}})
+    jobdir = backend.jobdir("hung")
+    jobdir.create(job, {"kind": "process", "options": {}, "output": backend.default_output()})
+    shadow = _broken_package(tmp_path, "import time\ntime.sleep(600)\n")
+    package_root = Path(local_backend.__file__).resolve().parents[3]
+    hung = subprocess.Popen([sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
+                            env={**os.environ, "PYTHONPATH": f"{package_root}{os.pathsep}{shadow}"},
+                            start_new_session=True)
+    jobdir.pid_file.write_text(str(hung.pid))  # as the submitter did before it was killed
+    try:
+        assert backend.get("hung").status.phase is Phase.PENDING  # type: ignore[union-attr]  (young)
+        long_ago = jobdir.job_file.stat().st_mtime - local_backend.SUPERVISOR_START_SECONDS - 60
+        os.utime(jobdir.job_file, (long_ago, long_ago))
+
+        status = backend.get("hung").status
+        assert status is not None and status.phase is Phase.FAILED
+        assert status.failure_reason == (f"the local supervisor did not start within "
+                                         f"{local_backend.SUPERVISOR_START_SECONDS:g} s and was killed "
+                                         f"(see {jobdir.supervisor_log})")
+        assert hung.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+            hung.wait()
+
+
 # --- 3. stop during stage-in ---------------------------------------------------------
 
 def test_stop_during_stage_in_cancels_the_download(home: Path) -> None:
@@ -310,3 +338,28 @@ def test_unfinished_multipart_uploads_under_a_prefix_are_aborted(minio_bucket: A
     assert [u["Key"] for u in left] == ["out/job-b/output/model.tar.gz"]  # another job's is not ours
     assert store.list(minio_bucket.uri("out/")) == []  # never an object either way
     s3.abort_multipart_upload(Bucket=minio_bucket.name, Key=left[0]["Key"], UploadId=left[0]["UploadId"])
+
+
+@pytest.mark.slow
+def test_a_container_log_stream_is_split_in_bounded_lines(container_engine: Any, docker_client: Any) -> None:
+    """The container launcher's reader of the engine's log stream: a 60 MiB
+    line without a newline is cut at 1 MiB, and the reader holds about that
+    much, not the line (measured with tracemalloc in this process)."""
+    import tracemalloc
+
+    from trainforge.backends.local.container import _Container
+
+    script = "import sys; sys.stdout.write('L' * (60 << 20)); sys.stdout.write('\\nafter the long line\\n')"
+    container = docker_client.containers.run(container_engine.base_image, ["python3", "-c", script], detach=True)
+    launched = _Container(container, [], container_engine.docker_host)
+    try:
+        tracemalloc.start()
+        seen = [(line[:4], len(line)) for line in launched.lines()]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert launched.wait(timeout=60) == 0
+    finally:
+        launched.cleanup()
+    mark = f" [trainforge: line longer than {MiB} bytes; the rest of it was dropped]"
+    assert seen == [("LLLL", MiB + len(mark)), ("afte", len("after the long line"))]
+    assert peak < 16 * MiB, f"the reader held {peak // MiB} MiB"

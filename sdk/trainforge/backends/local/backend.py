@@ -51,6 +51,16 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
+    """Is ``pid`` this job's supervisor (not a process that reused the pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return "trainforge.backends.local.supervisor".encode() in argv and os.fsencode(str(jobdir.path)) in argv
+
+
 class LocalBackend:
     def __init__(self, kind: str = "process", settings: Settings | None = None, **options: str):
         self.name = kind
@@ -185,18 +195,26 @@ class LocalBackend:
     def _supervisor_gone(jobdir: JobDir) -> str | None:
         """Why no supervisor owns this unfinished job any more, or None if one does."""
         pid = jobdir.supervisor_pid()
+        try:
+            overdue = time.time() - jobdir.job_file.stat().st_mtime > SUPERVISOR_START_SECONDS + 30
+        except OSError:
+            overdue = False
         if pid is None:
             # The submitter writes supervisor.pid right after the start: without one long
             # after the submit, it died in between (or could not write it).
-            try:
-                age = time.time() - jobdir.job_file.stat().st_mtime
-            except OSError:
-                return None
-            if age < SUPERVISOR_START_SECONDS + 30:
+            if not overdue:
                 return None
             return "the local supervisor never started (no supervisor.pid; was the submitting process killed?)"
         if _alive(pid):
-            return None
+            if jobdir.started or not overdue or not _runs_supervisor_of(pid, jobdir):
+                return None
+            # Hung before it started, and the submitter that would have killed it is gone.
+            try:
+                os.killpg(pid, signal.SIGKILL)  # its own session: pid == process group id
+            except ProcessLookupError:
+                pass
+            return (f"the local supervisor did not start within {SUPERVISOR_START_SECONDS:g} s "
+                    f"and was killed (see {jobdir.supervisor_log})")
         if not jobdir.started:
             tail = jobdir.supervisor_log_tail()
             return (f"the local supervisor exited before it started the job"
