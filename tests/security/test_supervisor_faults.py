@@ -363,3 +363,29 @@ def test_a_container_log_stream_is_split_in_bounded_lines(container_engine: Any,
     mark = f" [trainforge: line longer than {MiB} bytes; the rest of it was dropped]"
     assert seen == [("LLLL", MiB + len(mark)), ("afte", len("after the long line"))]
     assert peak < 16 * MiB, f"the reader held {peak // MiB} MiB"
+
+
+@pytest.mark.minio
+@pytest.mark.parametrize("size", [3 * MiB, 20 * MiB])  # one request; s3transfer parts
+def test_a_cancelled_s3_download_stops_and_leaves_no_partial_file(minio_bucket: Any, tmp_path: Path,
+                                                                   size: int) -> None:
+    from tests.integration.test_storage_s3 import settings_for
+    from trainforge.errors import TransferCancelled
+    from trainforge.storage import open_store
+    from trainforge.storage.progress import CancellableProgress
+
+    s3 = minio_bucket.s3_client()
+    for index in range(3):
+        s3.put_object(Bucket=minio_bucket.name, Key=f"data/part-{index}.bin", Body=b"x" * size)
+    store = open_store(minio_bucket.uri(), settings_for(minio_bucket, tmp_path / "home", max_concurrency=1))
+    checks: list[int] = []
+
+    def cancelled() -> bool:
+        checks.append(1)
+        return len(checks) > 2  # a stop arrives while the first object is coming in
+
+    with pytest.raises(TransferCancelled, match="stopped during stage-in"):
+        store.download_prefix(minio_bucket.uri("data/"), str(tmp_path / "dst"),
+                              progress=CancellableProgress(cancelled, "stopped during stage-in"))
+    dst = tmp_path / "dst"
+    assert ([p for p in dst.rglob("*") if p.is_file()] if dst.exists() else []) == []
