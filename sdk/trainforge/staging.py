@@ -134,7 +134,8 @@ def stage_out_model(layout: Layout, artifacts: ArtifactURIs, progress: TransferP
         archive = Path(tmp) / "model.tar.gz"
         _pack(layout.model_dir, archive)
         open_store(artifacts.model).upload_file(str(archive), artifacts.model, progress=progress)
-    output = artifacts.output if upload_tree_as_tar(layout.output_data_dir, artifacts.output, progress, scratch) else None
+    packed = upload_tree_as_tar(layout.output_data_dir, artifacts.output, progress, scratch)
+    output = artifacts.output if packed else None
     return artifacts.model, output
 
 

@@ -321,8 +321,9 @@ def test_supervisor_killed_mid_stage_out_leaves_no_temp_files_nor_partial_model(
 def test_unfinished_multipart_uploads_under_a_prefix_are_aborted(minio_bucket: Any, tmp_path: Path) -> None:
     """What a killed multipart upload leaves on S3 (parts, no object) is swept
     under the job's prefix only."""
-    from tests.integration.test_storage_s3 import settings_for
     from trainforge.storage import open_store
+
+    from tests.integration.test_storage_s3 import settings_for
 
     s3 = minio_bucket.s3_client()
     for key in ("out/job-a/output/model.tar.gz", "out/job-b/output/model.tar.gz"):
@@ -369,10 +370,11 @@ def test_a_container_log_stream_is_split_in_bounded_lines(container_engine: Any,
 @pytest.mark.parametrize("size", [3 * MiB, 20 * MiB])  # one request; s3transfer parts
 def test_a_cancelled_s3_download_stops_and_leaves_no_partial_file(minio_bucket: Any, tmp_path: Path,
                                                                    size: int) -> None:
-    from tests.integration.test_storage_s3 import settings_for
     from trainforge.errors import TransferCancelled
     from trainforge.storage import open_store
     from trainforge.storage.progress import CancellableProgress
+
+    from tests.integration.test_storage_s3 import settings_for
 
     s3 = minio_bucket.s3_client()
     for index in range(3):

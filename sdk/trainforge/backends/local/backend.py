@@ -10,16 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from ..._time import utc_now
 from ...config import Settings, load_settings
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricRecord
-from ...staging import ArtifactURIs
 from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus
+from ...staging import ArtifactURIs
 from ...storage import open_store
 from .jobdir import JobDir
 from .launchers import make_launcher
@@ -58,7 +58,7 @@ def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
             argv = fh.read().split(b"\0")
     except OSError:
         return False
-    return "trainforge.backends.local.supervisor".encode() in argv and os.fsencode(str(jobdir.path)) in argv
+    return b"trainforge.backends.local.supervisor" in argv and os.fsencode(str(jobdir.path)) in argv
 
 
 class LocalBackend:
@@ -147,12 +147,13 @@ class LocalBackend:
             code = process.poll()
             if code is not None and not jobdir.started:
                 tail = jobdir.supervisor_log_tail()
-                self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started "
-                                             f"the job" + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
+                self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started the job"
+                                     + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
             if code is None and time.monotonic() >= deadline:
                 self._kill_unstarted(process)
-                self._fail_unstarted(jobdir, f"the local supervisor did not start within "
-                                             f"{SUPERVISOR_START_SECONDS:g} s and was killed (see {jobdir.supervisor_log})")
+                self._fail_unstarted(jobdir, "the local supervisor did not start within "
+                                     f"{SUPERVISOR_START_SECONDS:g} s "
+                                     f"and was killed (see {jobdir.supervisor_log})")
             time.sleep(START_POLL_SECONDS)
 
     @staticmethod
@@ -217,7 +218,7 @@ class LocalBackend:
                     f"and was killed (see {jobdir.supervisor_log})")
         if not jobdir.started:
             tail = jobdir.supervisor_log_tail()
-            return (f"the local supervisor exited before it started the job"
+            return ("the local supervisor exited before it started the job"
                     + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
         note = jobdir.full_disk_note()
         return f"the local supervisor process died (see {jobdir.supervisor_log})" + (f"; {note}" if note else "")
