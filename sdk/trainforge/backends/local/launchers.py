@@ -60,10 +60,20 @@ class _Subprocess:
         self._popen = popen
 
     def lines(self) -> Iterator[str]:
-        assert self._popen.stdout is not None
-        fd = self._popen.stdout.fileno()
-        # Raw reads of at most READ_CHUNK: a line without a newline never piles up whole.
-        yield from bounded_lines(iter(lambda: os.read(fd, READ_CHUNK), b""), universal=True)
+        stdout = self._popen.stdout
+        assert stdout is not None
+
+        def chunks() -> Iterator[bytes]:
+            # Raw reads (bufsize=0) of at most READ_CHUNK: a line without a newline never
+            # piles up whole. Through the file object, so a closed pipe ends the loop
+            # rather than reading whatever file reused its descriptor number.
+            try:
+                while chunk := stdout.read(READ_CHUNK):
+                    yield chunk
+            except (OSError, ValueError):
+                return
+
+        yield from bounded_lines(chunks(), universal=True)
 
     def _signal(self, sig: int) -> None:
         # The whole process group: data loader workers and torchrun children too.
