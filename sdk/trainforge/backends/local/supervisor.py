@@ -272,6 +272,8 @@ class Supervisor:
             self.set_phase(verdict.phase, message, reason)
         except TrainforgeError as exc:
             self.fail(str(exc))
+        except OSError as exc:  # the job folder itself: a full or read-only disk
+            self.fail(f"the local supervisor cannot write {exc.filename or self.jobdir.path}: {exc.strerror or exc}")
         except Exception as exc:  # an honest status even for our own bugs
             with contextlib.suppress(OSError):
                 traceback.print_exc()
