@@ -8,7 +8,8 @@
     │   ├── StorageUnreachable    endpoint refused / unreachable / bad credentials
     │   ├── ObjectNotFound        a URI has no data behind it
     │   ├── IntegrityError        bytes read back differ from bytes written
-    │   └── UnsafeArchive         an archive member is refused (escapes the target, a device, a bomb)
+    │   ├── UnsafeArchive         an archive member is refused (escapes the target, a device, a bomb)
+    │   └── TransferCancelled     a transfer was cancelled on request (a job stopped)
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
     │   ├── JobExists             a job with that name already exists
@@ -87,6 +88,10 @@ class IntegrityError(StorageError):
 
 
 class UnsafeArchive(StorageError):
+    pass
+
+
+class TransferCancelled(StorageError):
     pass
 
 

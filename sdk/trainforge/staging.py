@@ -90,26 +90,30 @@ def _pack(directory: str, archive: Path) -> None:
             tar.add(os.path.join(directory, entry), arcname=entry)
 
 
-def upload_tree_as_tar(directory: str, uri: str, progress: TransferProgress | None = None) -> bool:
-    """Pack ``directory`` into one tar.gz object at ``uri``; False if it is empty."""
+def upload_tree_as_tar(directory: str, uri: str, progress: TransferProgress | None = None,
+                       scratch: str | None = None) -> bool:
+    """Pack ``directory`` into one tar.gz object at ``uri``; False if it is empty.
+    The archive is made in ``scratch`` (default: the system temp dir)."""
     if not os.path.isdir(directory) or not os.listdir(directory):
         return False
-    with tempfile.TemporaryDirectory(prefix="trainforge-pack-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trainforge-pack-", dir=scratch) as tmp:
         archive = Path(tmp) / os.path.basename(uri)
         _pack(directory, archive)
         open_store(uri).upload_file(str(archive), uri, progress=progress)
     return True
 
 
-def stage_out_model(layout: Layout, artifacts: ArtifactURIs,
-                    progress: TransferProgress | None = None) -> tuple[str | None, str | None]:
-    """model.tar.gz (always, even if empty, as SageMaker does) and output.tar.gz."""
+def stage_out_model(layout: Layout, artifacts: ArtifactURIs, progress: TransferProgress | None = None,
+                    scratch: str | None = None) -> tuple[str | None, str | None]:
+    """model.tar.gz (always, even if empty, as SageMaker does) and output.tar.gz,
+    packed in ``scratch`` (a folder its caller sweeps; default: the system temp dir)."""
     os.makedirs(layout.model_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="trainforge-pack-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trainforge-pack-", dir=scratch) as tmp:
         archive = Path(tmp) / "model.tar.gz"
         _pack(layout.model_dir, archive)
         open_store(artifacts.model).upload_file(str(archive), artifacts.model, progress=progress)
-    output = artifacts.output if upload_tree_as_tar(layout.output_data_dir, artifacts.output, progress) else None
+    packed = upload_tree_as_tar(layout.output_data_dir, artifacts.output, progress, scratch)
+    output = artifacts.output if packed else None
     return artifacts.model, output
 
 

@@ -23,6 +23,8 @@ JUDGE = [
     (AttemptEnd(3, last_output="ModuleNotFoundError: No module named 'tensorflow'"), 1, 1, Phase.FAILED,
      ("trainer exited with code 3 and wrote no failure file; "
       "last output line: ModuleNotFoundError: No module named 'tensorflow'")),
+    (AttemptEnd(-15, output_error="cannot write /h/log: disk full"), 1, 3, Phase.FAILED, "cannot write /h/log: disk full"),
+    (AttemptEnd(-15, stopped=True, output_error="cannot write /h/log"), 1, 1, Phase.STOPPED, "stopped on request"),
     (AttemptEnd(-9), 1, 1, Phase.FAILED, "trainer was killed by signal 9 (exit code -9)"),
     (AttemptEnd(137), 1, 1, Phase.FAILED, "trainer was killed by signal 9 (exit code 137)"),
     (AttemptEnd(None), 1, 1, Phase.FAILED, "trainer ended without an exit code"),

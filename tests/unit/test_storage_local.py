@@ -393,3 +393,39 @@ def test_only_storage_imports_boto3() -> None:
                 for line in path.read_text().splitlines() for m in ("boto3", "botocore", "s3transfer"))
     ]
     assert offenders == []
+
+
+def test_sweep_partial_removes_only_temp_files_under_the_prefix(store: LocalStore) -> None:
+    from trainforge.storage.files import temp_path_for
+
+    root = Path(store.root) / "bucket"
+    (root / "job-a" / "output").mkdir(parents=True)
+    (root / "job-b").mkdir(parents=True)
+    (root / "job-a" / "output" / "kept.txt").write_text("whole")
+    for target in (root / "job-a" / "output" / "model.tar.gz", root / "job-b" / "model.tar.gz"):
+        Path(temp_path_for(str(target))).write_text("half")
+
+    assert store.sweep_partial("local://bucket/job-a/") == 1
+    assert sorted(p.name for p in (root / "job-a").rglob("*") if p.is_file()) == ["kept.txt"]
+    assert len(list((root / "job-b").iterdir())) == 1  # another prefix is not touched
+
+
+def test_a_cancelled_download_leaves_no_partial_file(store: LocalStore, tmp_path: Path) -> None:
+    from trainforge.errors import TransferCancelled
+    from trainforge.storage.progress import CancellableProgress
+
+    source = Path(store.root) / "bucket" / "data"
+    source.mkdir(parents=True)
+    for index in range(3):
+        (source / f"part-{index}.bin").write_bytes(b"x" * (3 * 1024 * 1024))
+    seen = []
+
+    def cancelled() -> bool:
+        seen.append(1)
+        return len(seen) > 2  # after two chunks of the first file
+
+    with pytest.raises(TransferCancelled, match="stopped"):
+        store.download_prefix("local://bucket/data/", str(tmp_path / "dst"),
+                              progress=CancellableProgress(cancelled, "stopped"))
+    left = [p for p in (tmp_path / "dst").rglob("*") if p.is_file()] if (tmp_path / "dst").exists() else []
+    assert left == []

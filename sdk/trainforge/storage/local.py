@@ -9,6 +9,7 @@ skip the temp files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, StorageError
@@ -160,6 +161,25 @@ class LocalStore(BaseStore):
                 os.rmdir(folder)
             except OSError:
                 pass  # not empty, or not ours to remove
+
+    def sweep_partial(self, prefix_uri: str | StorageURI, keys: Iterable[str | StorageURI] = ()) -> int:
+        """Remove the temp files of writes that never finished (a writer killed
+        midway) under ``prefix_uri``; listings never showed them. Only for a
+        prefix no live writer uses (a job's own artifacts once it has ended).
+        ``keys`` (for S3's sake) adds nothing here: the walk finds them all."""
+        top = self._path(as_uri(prefix_uri))
+        removed = 0
+        for folder, _, names in os.walk(top):
+            for name in names:
+                if is_temp_name(name):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        raise write_error(os.path.join(folder, name), exc, "delete") from exc
+        return removed
 
     def ensure_bucket(self, uri: str | StorageURI) -> None:
         u = as_uri(uri)

@@ -6,7 +6,10 @@ Both are thread-safe: parallel transfers report from worker threads.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from ..errors import TransferCancelled
 
 
 class NullProgress:
@@ -23,6 +26,29 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
+
+
+class CancellableProgress(NullProgress):
+    """Cancels the transfer it watches once ``cancelled()`` says so: checked
+    per chunk and per file, it raises TransferCancelled inside the copy loop,
+    so the object being written is discarded (temp file) and the rest of the
+    transfer is not started. ``cancelled`` must be cheap and thread-safe."""
+
+    def __init__(self, cancelled: Callable[[], bool], reason: str = "cancelled on request"):
+        self._cancelled, self._reason = cancelled, reason
+
+    def check(self) -> None:
+        if self._cancelled():
+            raise TransferCancelled(self._reason)
+
+    def start(self, total_files: int, total_bytes: int, description: str) -> None:
+        self.check()
+
+    def advance(self, nbytes: int) -> None:
+        self.check()
+
+    def file_done(self) -> None:
+        self.check()
 
 
 class RichProgress:

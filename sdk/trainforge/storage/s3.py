@@ -18,7 +18,7 @@ import contextlib
 import os
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import (
@@ -314,6 +314,27 @@ class S3Store(BaseStore):
                         f"cannot delete {len(errors)} object(s) under {u}; first "
                         f"s3://{u.bucket}/{first.get('Key')}: {first.get('Code')}: {first.get('Message')}")
         return len(keys)
+
+    def sweep_partial(self, prefix_uri: str | StorageURI, keys: Iterable[str | StorageURI] = ()) -> int:
+        """Abort the multipart uploads under ``prefix_uri`` that a killed writer
+        left unfinished (their parts use space but never form an object). Only
+        for a prefix no live writer uses (a job's own artifacts once it has ended).
+        MinIO lists uploads only for an exact object name, so the objects a
+        writer may have been uploading can be named in ``keys`` as well."""
+        u = as_uri(prefix_uri)
+        seen: set[tuple[str, str]] = set()
+        with self._errors(u, "clean up unfinished uploads under"):
+            for where in [u, *(as_uri(k) for k in keys)]:
+                pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=where.bucket, Prefix=where.key)
+                for page in pages:
+                    for upload in page.get("Uploads") or []:
+                        if not key_matches(u, upload["Key"]) or (upload["Key"], upload["UploadId"]) in seen:
+                            continue
+                        seen.add((upload["Key"], upload["UploadId"]))
+                        self.client.abort_multipart_upload(Bucket=u.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+        return len(seen)
 
     def ensure_bucket(self, uri: str | StorageURI) -> None:
         u = as_uri(uri)

@@ -11,19 +11,28 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
-from ...config import Settings, load_settings
+from ..._time import utc_now
 from ...artifacts import tenancy_issues
-from ...errors import BackendError, JobNotFound, SpecError, SpecIssue
+from ...config import Settings, load_settings
+from ...errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricRecord
-from ...spec import Phase, TrainingJob, check_job_name
+from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus, check_job_name
+from ...staging import ArtifactURIs
+from ...storage import open_store
 from .jobdir import JobDir
 from .launchers import make_launcher
 from .orphans import end_orphan
 from .records import job_metric_records
 
 FOLLOW_POLL_SECONDS = 0.05
+LOG_READ_CHARS = 1024 * 1024
+# How long a new supervisor may take to write supervisor.started (imports on a
+# loaded machine are slow); past it the submit fails and the job is Failed.
+SUPERVISOR_START_SECONDS = 60.0
+START_POLL_SECONDS = 0.02
 
 
 def _alive(pid: int | None) -> bool:
@@ -49,6 +58,16 @@ def _is_job_name(name: str) -> bool:
     except SpecError:
         return False  # something else in the jobs folder: not a job
     return True
+
+
+def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
+    """Is ``pid`` this job's supervisor (not a process that reused the pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return b"trainforge.backends.local.supervisor" in argv and os.fsencode(str(jobdir.path)) in argv
 
 
 class LocalBackend:
@@ -115,40 +134,147 @@ class LocalBackend:
         output = job.spec.output.uri if job.spec.output else self.default_output()
         jobdir = self.jobdir(job.name)
         jobdir.create(job, {"kind": self.name, "options": self.options, "output": output})
-        log = open(jobdir.supervisor_log, "ab")
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives the submitting process and its Ctrl-C
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
-            )
-        finally:
-            log.close()
-        jobdir.pid_file.write_text(str(process.pid))
+            with open(jobdir.supervisor_log, "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,  # outlives the submitting process and its Ctrl-C
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                        p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
+                )
+        except OSError as exc:  # no interpreter, no log file, no process slot
+            what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            self._fail_unstarted(jobdir, f"the local supervisor could not be started ({what})")
+        try:
+            jobdir.pid_file.write_text(str(process.pid))
+        except OSError as exc:
+            self._kill_unstarted(process)
+            self._fail_unstarted(jobdir, f"cannot record the supervisor in {jobdir.pid_file}: {exc.strerror or exc}")
+        self._await_start(jobdir, process)
+
+    def _await_start(self, jobdir: JobDir, process: subprocess.Popen[bytes]) -> None:
+        """Wait for the supervisor's start record; a supervisor that exits or
+        hangs before it fails the submit and leaves the job Failed, not Pending."""
+        deadline = time.monotonic() + SUPERVISOR_START_SECONDS
+        while not jobdir.started:
+            code = process.poll()
+            if code is not None and not jobdir.started:
+                tail = jobdir.supervisor_log_tail()
+                self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started the job"
+                                     + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
+            if code is None and time.monotonic() >= deadline:
+                self._kill_unstarted(process)
+                self._fail_unstarted(jobdir, "the local supervisor did not start within "
+                                     f"{SUPERVISOR_START_SECONDS:g} s "
+                                     f"and was killed (see {jobdir.supervisor_log})")
+            time.sleep(START_POLL_SECONDS)
+
+    @staticmethod
+    def _kill_unstarted(process: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: pid == process group id
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+    def _fail_unstarted(self, jobdir: JobDir, reason: str) -> NoReturn:
+        """Record ``reason`` as the job's end (no supervisor owns the status)
+        and raise it as a BackendError naming the job."""
+        status = jobdir.read_status()
+        now = utc_now()
+        status.conditions.append(Condition(type=Phase.FAILED.value, status="True", reason=Phase.FAILED.value,
+                                           message=reason, last_transition_time=now))
+        status.phase, status.message, status.failure_reason, status.end_time = Phase.FAILED, reason, reason, now
+        try:
+            jobdir.write_status(status)
+        except OSError:
+            pass  # readers still see it Failed: no supervisor runs (see get)
+        raise BackendError(f"job {jobdir.name!r} failed to start: {reason}")
 
     def get(self, name: str) -> TrainingJob:
         jobdir = self._existing(name)
         job = jobdir.read_job()
         status = job.status
         assert status is not None
-        if not status.phase.finished and jobdir.pid_file.exists() and not _alive(jobdir.supervisor_pid()):
+        reason = None if status.phase.finished else self._supervisor_gone(jobdir)
+        if reason is not None:
             # Re-read: the supervisor may have written its last status as it exited.
             status = jobdir.read_status()
             if not status.phase.finished:
-                status.phase = Phase.FAILED
-                status.failure_reason = status.message = (
-                    f"the local supervisor process died (see {jobdir.supervisor_log})")
-                record = jobdir.read_trainer()
-                if record:  # a Failed job must not go on training
-                    ended = end_orphan(record)
-                    if ended:
-                        with open(jobdir.supervisor_log, "a", encoding="utf-8") as log:
-                            log.write(f"trainforge: the supervisor died; {ended} (by pid {os.getpid()})\n")
-                    jobdir.clear_trainer()
+                status = self._end_abandoned(jobdir, status, reason)
         job.status = status
         return job
+
+    @staticmethod
+    def _supervisor_gone(jobdir: JobDir) -> str | None:
+        """Why no supervisor owns this unfinished job any more, or None if one does."""
+        pid = jobdir.supervisor_pid()
+        try:
+            overdue = time.time() - jobdir.job_file.stat().st_mtime > SUPERVISOR_START_SECONDS + 30
+        except OSError:
+            overdue = False
+        if pid is None:
+            # The submitter writes supervisor.pid right after the start: without one long
+            # after the submit, it died in between (or could not write it).
+            if not overdue:
+                return None
+            return "the local supervisor never started (no supervisor.pid; was the submitting process killed?)"
+        if _alive(pid):
+            if jobdir.started or not overdue or not _runs_supervisor_of(pid, jobdir):
+                return None
+            # Hung before it started, and the submitter that would have killed it is gone.
+            try:
+                os.killpg(pid, signal.SIGKILL)  # its own session: pid == process group id
+            except ProcessLookupError:
+                pass
+            return (f"the local supervisor did not start within {SUPERVISOR_START_SECONDS:g} s "
+                    f"and was killed (see {jobdir.supervisor_log})")
+        if not jobdir.started:
+            tail = jobdir.supervisor_log_tail()
+            return ("the local supervisor exited before it started the job"
+                    + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
+        note = jobdir.full_disk_note()
+        return f"the local supervisor process died (see {jobdir.supervisor_log})" + (f"; {note}" if note else "")
+
+    def _end_abandoned(self, jobdir: JobDir, status: TrainingJobStatus, reason: str) -> TrainingJobStatus:
+        """Failed, and what the dead supervisor left is ended and swept: its
+        trainer, its scratch folder, its partial objects in the store."""
+        status = status.model_copy(deep=True)
+        status.phase = Phase.FAILED
+        status.failure_reason = status.message = reason
+        record = jobdir.read_trainer()
+        if record:  # a Failed job must not go on training
+            ended = end_orphan(record)
+            if ended:
+                try:
+                    with open(jobdir.supervisor_log, "a", encoding="utf-8") as log:
+                        log.write(f"trainforge: the supervisor died; {ended} (by pid {os.getpid()})\n")
+                except OSError:
+                    pass  # a full disk: the status says it all
+            jobdir.clear_trainer()
+        jobdir.clear_scratch()
+        self._sweep_partial_uploads(jobdir)
+        try:  # once recorded, the next reader has nothing to clean up
+            jobdir.write_status(status)
+        except OSError:
+            pass
+        return status
+
+    @staticmethod
+    def _sweep_partial_uploads(jobdir: JobDir) -> None:
+        """Remove what an upload killed midway left in the store under the
+        job's own artifact prefix (temp objects, unfinished multipart uploads)."""
+        try:
+            output = jobdir.read_document()["backend"]["output"]
+            artifacts = ArtifactURIs.for_job(output, jobdir.name)
+            store = open_store(str(artifacts.root))
+            sweep = getattr(store, "sweep_partial", None)  # optional capability
+            if sweep is not None:
+                logs = [artifacts.log("algo-1", n) for n in range(1, len(jobdir.log_files()) + 1)]
+                sweep(artifacts.root, [artifacts.model, artifacts.output, artifacts.metrics, *logs])
+        except (TrainforgeError, OSError, KeyError, ValueError):
+            pass  # best effort: a reader must not fail on it
 
     def list(self) -> list[TrainingJob]:
         root = self.settings.jobs_root
@@ -172,11 +298,12 @@ class LocalBackend:
             if path.exists():
                 with open(path, encoding="utf-8", errors="replace") as fh:
                     fh.seek(offset)
-                    chunk = fh.read()
+                    # In bounded reads: a log can be gigabytes (its lines are capped, see outputlines.py).
+                    while chunk := fh.read(LOG_READ_CHARS):
+                        lines = (pending + chunk).split("\n")
+                        pending = lines.pop()
+                        yield from lines
                     offset = fh.tell()
-                lines = (pending + chunk).split("\n")
-                pending = lines.pop()
-                yield from lines
             if jobdir.log_file(attempt + 1).exists():
                 if pending:
                     yield pending

@@ -56,6 +56,7 @@ from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
 from .orphans import container_record
+from .outputlines import bounded_lines
 
 MANAGED_BY = "trainforge-local"
 LABEL_JOB = "trainforge.dev/job"
@@ -153,17 +154,17 @@ class _Container:
     def lines(self) -> Iterator[str]:
 
         yield from self._notes
-        pending = b""
-        try:
-            for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    yield raw.decode("utf-8", errors="replace").rstrip("\r")
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            yield f"trainforge: log stream of {self._container.name} ended: {exc}"
-        if pending:
-            yield pending.decode("utf-8", errors="replace").rstrip("\r")
+        # The stream's chunks go through the same bounded splitter as a pipe's.
+        error: list[str] = []
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                error.append(f"trainforge: log stream of {self._container.name} ended: {exc}")
+
+        yield from bounded_lines(chunks())
+        yield from error
 
     def _signal(self, sig: str) -> None:
 

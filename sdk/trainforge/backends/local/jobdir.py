@@ -4,7 +4,10 @@ of status) and every reader (SDK, CLI, other processes).
     <jobs_root>/<name>/
         job.json            the validated TrainingJob (+ backend settings)
         status.json         TrainingJobStatus, replaced atomically
-        supervisor.pid      pid of the supervising process
+        supervisor.pid      pid of the supervising process (written by the submitter)
+        supervisor.started  written by the supervisor once it owns the job (start-up handshake)
+        .reserve            space held back so the final status fits on a full disk
+        tmp/                the supervisor's scratch (packed archives); swept when it ends or dies
         stop                exists once a stop was requested
         trainer.json        what runs for the current attempt (orphans.py), while it runs
         logs/attempt-N.log  trainer output per attempt (stdout and stderr)
@@ -14,8 +17,11 @@ of status) and every reader (SDK, CLI, other processes).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,9 @@ from ..._time import utc_now
 from ...contract import Layout
 from ...errors import BackendError, JobExists, SpecError
 from ...spec import TrainingJob, TrainingJobStatus, parse_job
+
+RESERVE_BYTES = 256 * 1024  # a few status.json writes, on a disk that filled up meanwhile
+FULL_DISK_BYTES = 1024 * 1024  # below this much free space a reader calls the disk full
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -64,6 +73,12 @@ class JobDir:
     def supervisor_log(self) -> Path: return self.path / "supervisor.log"
     @property
     def layout(self) -> Layout: return Layout(str(self.run_dir))
+    @property
+    def started_file(self) -> Path: return self.path / "supervisor.started"
+    @property
+    def reserve_file(self) -> Path: return self.path / ".reserve"
+    @property
+    def scratch_dir(self) -> Path: return self.path / "tmp"
 
     def log_file(self, attempt: int) -> Path:
         return self.logs_dir / f"attempt-{attempt}.log"
@@ -85,6 +100,8 @@ class JobDir:
         document = {"job": job.to_dict(), "backend": settings}
         write_atomically(self.job_file, json.dumps(document, indent=2))
         self.write_status(TrainingJobStatus(message="submitted"))
+        with contextlib.suppress(OSError), open(self.reserve_file, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
 
     def exists_error(self) -> JobExists:
         return JobExists(f"a local job named {self.name!r} already exists ({self.path}); "
@@ -120,7 +137,54 @@ class JobDir:
                                f"{str(exc).splitlines()[0]}") from exc
 
     def write_status(self, status: TrainingJobStatus) -> None:
-        write_atomically(self.status_file, status.model_dump_json(by_alias=True, indent=2))
+        """Replace status.json; on a full disk, give up the reserve once and
+        retry, so the final status of a job that filled the disk still lands."""
+        text = status.model_dump_json(by_alias=True, indent=2)
+        try:
+            write_atomically(self.status_file, text)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.release_reserve():
+                raise
+            write_atomically(self.status_file, text)
+        if status.phase.finished:
+            self.release_reserve()
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve_file.unlink()
+            return True
+        except OSError:
+            return False
+
+    def full_disk_note(self) -> str:
+        """'' or why writing here may have failed: the folder's disk is full."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return ""
+        free = st.f_bavail * st.f_frsize
+        return f"{self.path} is on a full disk ({free} bytes free)" if free < FULL_DISK_BYTES else ""
+
+    def supervisor_log_tail(self, limit: int = 500) -> str:
+        """The last non-empty line of supervisor.log (its stderr), cut to ``limit``."""
+        try:
+            with open(self.supervisor_log, "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 8192))
+                lines = fh.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        return last[:limit]
+
+    def mark_started(self) -> None:
+        write_atomically(self.started_file, str(os.getpid()))
+
+    @property
+    def started(self) -> bool:
+        return self.started_file.exists()
+
+    def clear_scratch(self) -> None:
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def supervisor_pid(self) -> int | None:
         try:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ...contract import Layout
 from ...errors import BackendError, ImageNotFound
 from .orphans import process_record
+from .outputlines import READ_CHUNK, bounded_lines
 
 
 class Launched(Protocol):
@@ -82,15 +83,26 @@ def visible_gpus(environ: dict[str, str] | None = None, driver: Path = NVIDIA_GP
 
 
 class _Subprocess:
-    def __init__(self, popen: subprocess.Popen[str], notes: list[str] | None = None):
+    def __init__(self, popen: subprocess.Popen[bytes], notes: list[str] | None = None):
         self._popen = popen
         self._notes = notes or []
 
     def lines(self) -> Iterator[str]:
-        assert self._popen.stdout is not None
+        stdout = self._popen.stdout
+        assert stdout is not None
         yield from self._notes
-        for line in self._popen.stdout:
-            yield line.rstrip("\n")
+
+        def chunks() -> Iterator[bytes]:
+            # Raw reads (bufsize=0) of at most READ_CHUNK: a line without a newline never
+            # piles up whole. Through the file object, so a closed pipe ends the loop
+            # rather than reading whatever file reused its descriptor number.
+            try:
+                while chunk := stdout.read(READ_CHUNK):
+                    yield chunk
+            except (OSError, ValueError):
+                return
+
+        yield from bounded_lines(chunks(), universal=True)
 
     def _signal(self, sig: int) -> None:
         # The whole process group: data loader workers and torchrun children too.
@@ -172,7 +184,7 @@ class ProcessLauncher:
         popen = subprocess.Popen(
             [self.python, "-m", "trainer.start", "train"], cwd=source, env=full_env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, errors="replace", start_new_session=True,
+            bufsize=0, start_new_session=True,
         )
         return _Subprocess(popen, notes)
 

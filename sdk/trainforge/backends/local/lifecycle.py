@@ -16,6 +16,7 @@ class AttemptEnd:
     timed_out: bool = False     # maxRuntimeSeconds reached
     failure_text: str | None = None
     last_output: str | None = None  # the trainer's last non-empty output line
+    output_error: str | None = None  # its output could not be recorded (a full disk): ended
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Verdict:
 def judge(end: AttemptEnd, attempt: int, max_attempts: int, max_runtime: int) -> Verdict:
     if end.stopped:
         return Verdict(Phase.STOPPED, "stopped on request" + (f"; trainer said: {end.failure_text}" if end.failure_text else ""))
+    if end.output_error:  # not retried: a full disk stays full
+        return Verdict(Phase.FAILED, end.output_error[:FAILURE_REASON_LIMIT])
     if end.timed_out:
         return Verdict(Phase.FAILED, f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds={max_runtime}")
     if end.exit_code == 0:

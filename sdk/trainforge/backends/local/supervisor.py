@@ -10,6 +10,7 @@ or stage out. A partial model is never uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -19,10 +20,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from ..._time import utc_now
 from ...contract import HostInfo, contract_env, host_names, read_failure_reason
-from ...errors import TrainforgeError
+from ...errors import TrainforgeError, TransferCancelled
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
 from ...spec import Condition, Phase, TrainingJob
@@ -31,6 +33,7 @@ from ...staging import (
     write_config_files,
 )
 from ...storage import open_store
+from ...storage.progress import CancellableProgress
 from .jobdir import JobDir
 from .launchers import Launched, Launcher, make_launcher
 from .lifecycle import AttemptEnd, judge
@@ -38,6 +41,15 @@ from .records import job_metric_records
 
 CHECKPOINT_SYNC_SECONDS = 30.0
 POLL_SECONDS = 0.1
+STOPPED_IN_STAGE_IN = "stopped during stage-in"
+
+
+def say(text: str) -> None:
+    """A line for supervisor.log; a full disk must not end the supervisor."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 class Supervisor:
@@ -52,6 +64,8 @@ class Supervisor:
         self.terminate_requested = threading.Event()
         self.training_seconds = 0.0
         self.last_output: str | None = None  # of the current attempt
+        self.output_error: str | None = None  # set by the log pump when it cannot record
+        self.output_failed = threading.Event()
 
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
@@ -85,10 +99,14 @@ class Supervisor:
                 os.makedirs(folder, exist_ok=True)
         if attempt == 1:
             self.set_phase(Phase.STAGING, "downloading input channels")
-            stage_in(self.job, layout, host)
+            try:  # a stop cancels the download midway (checked per chunk and file)
+                stage_in(self.job, layout, host, progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
+            except TransferCancelled:
+                shutil.rmtree(layout.data_dir, ignore_errors=True)  # what arrived is no use
+                raise
         restored = restore_checkpoints(self.job, layout)
         if restored:
-            print(f"restored {restored} checkpoint files", flush=True)
+            say(f"restored {restored} checkpoint files")
         return host
 
     def run_attempt(self, attempt: int, host: HostInfo, deadline: float) -> AttemptEnd:
@@ -105,11 +123,17 @@ class Supervisor:
         self.jobdir.write_status(self.status)
         started = time.monotonic()
         self.last_output = None
+        self.output_error = None
+        self.output_failed.clear()
         launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
-        self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
+        try:
+            self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
+        except OSError:  # a full disk: an unrecorded trainer could outlive us unseen
+            launched.kill()
+            raise
         pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
         pump.start()
-        stopped = timed_out = False
+        stopped = timed_out = output_failed = False
         next_sync = time.monotonic() + CHECKPOINT_SYNC_SECONDS
         while launched.poll() is None:
             if not (stopped or timed_out):
@@ -117,7 +141,10 @@ class Supervisor:
                     stopped = True
                 elif time.monotonic() >= deadline:
                     timed_out = True
-                if stopped or timed_out:
+                elif self.output_failed.is_set():
+                    say(f"ending the trainer: {self.output_error}")
+                    output_failed = True
+                if stopped or timed_out or output_failed:
                     self.end_trainer(launched)
                     break
             if time.monotonic() >= next_sync:
@@ -133,7 +160,7 @@ class Supervisor:
         if os.path.exists(self.jobdir.layout.failure_file):
             failure = read_failure_reason(Path(self.jobdir.layout.failure_file).read_text(errors="replace"))
         return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure,
-                          last_output=self.last_output)
+                          last_output=self.last_output, output_error=self.output_error)
 
     def end_trainer(self, launched: Launched) -> None:
         """SIGTERM, the grace period for a last checkpoint, then SIGKILL."""
@@ -145,24 +172,64 @@ class Supervisor:
             launched.kill()
 
     def pump_logs(self, launched: Launched, attempt: int) -> None:
+        """Trainer output into the attempt's log and metric records, until the
+        output closes. If they cannot be written (a full disk), say so to the
+        poll loop, which ends the trainer, and go on draining the pipe: a
+        trainer blocked on a full pipe could neither train nor take SIGTERM."""
         parser = MetricParser(self.job.spec.metrics)
-        with open(self.jobdir.log_file(attempt), "a", encoding="utf-8", buffering=1) as log, \
-                open(self.jobdir.metrics_file, "a", encoding="utf-8", buffering=1) as metrics:
-            for line in launched.lines():
+        log_path, metrics_path = self.jobdir.log_file(attempt), self.jobdir.metrics_file
+        files: list[Any] = []
+        log: Any = None
+        metrics: Any = None
+        where = log_path
+        try:
+            log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
+            files.append(log)
+            where = metrics_path
+            metrics = open(metrics_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            files.append(metrics)
+        except OSError as exc:
+            self.record_output_error(where, exc)
+        for line in launched.lines():
+            if self.output_failed.is_set():
+                continue  # drain and drop
+            try:
+                where = log_path
                 log.write(line + "\n")
                 if line.strip():
                     self.last_output = line.strip()
+                where = metrics_path
                 for record in parser.feed(line, time.time()):
                     metrics.write(record.to_json() + "\n")
+            except Exception as exc:  # the pump must never die with the pipe full
+                self.record_output_error(where, exc)
+        for handle in files:
+            try:
+                handle.close()
+            except OSError as exc:
+                if not self.output_failed.is_set():
+                    self.record_output_error(Path(handle.name), exc)
+
+    def record_output_error(self, path: Path, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            what = exc.strerror or str(exc)
+            self.output_error = f"cannot write the trainer's output to {path}: {what}; the trainer was ended"
+        else:
+            self.output_error = (f"the local supervisor could not record the trainer's output "
+                                 f"({type(exc).__name__}: {exc}); the trainer was ended")
+        self.output_failed.set()
 
     def try_sync_checkpoints(self) -> None:
         try:
             sync_checkpoints(self.job, self.jobdir.layout)
         except TrainforgeError as exc:
-            print(f"checkpoint sync failed (will retry): {exc}", flush=True)
+            say(f"checkpoint sync failed (will retry): {exc}")
+
+    def stop_wanted(self) -> bool:
+        return self.terminate_requested.is_set() or self.jobdir.stop_requested
 
     def stopped_before_start(self) -> bool:
-        if self.jobdir.stop_requested or self.terminate_requested.is_set():
+        if self.stop_wanted():
             self.set_phase(Phase.STOPPED, "stopped before the trainer started", "stopped on request")
             return True
         return False
@@ -178,7 +245,11 @@ class Supervisor:
                 attempt += 1
                 if self.stopped_before_start():
                     return
-                host = self.prepare(attempt)
+                try:
+                    host = self.prepare(attempt)
+                except TransferCancelled:
+                    self.set_phase(Phase.STOPPED, STOPPED_IN_STAGE_IN, "stopped on request")
+                    return
                 if self.stopped_before_start():  # a stop during a long download
                     return
                 end = self.run_attempt(attempt, host, deadline)
@@ -186,17 +257,29 @@ class Supervisor:
                 verdict = judge(end, attempt, spec.retry.max_attempts, spec.stopping.max_runtime_seconds)
                 if verdict.phase is not None:
                     break
-                print(f"attempt {attempt} failed ({verdict.reason}); retrying from the latest checkpoint", flush=True)
+                say(f"attempt {attempt} failed ({verdict.reason}); retrying from the latest checkpoint")
             assert verdict is not None and verdict.phase is not None
             self.set_phase(Phase.UPLOADING, "uploading logs, metrics" + (" and the model" if verdict.phase == Phase.COMPLETED else ""))
-            self.stage_out(success=verdict.phase == Phase.COMPLETED)
-            message = "training finished" if verdict.phase == Phase.COMPLETED else (verdict.reason or "")
-            self.set_phase(verdict.phase, message, verdict.reason)
+            reason = verdict.reason
+            try:
+                self.stage_out(success=verdict.phase == Phase.COMPLETED)
+            except TrainforgeError as exc:
+                if verdict.phase == Phase.COMPLETED:
+                    raise
+                # The attempt's own reason stays first: it is why the job ended.
+                reason = f"{reason}; uploading its logs and metrics failed too: {exc}"
+            message = "training finished" if verdict.phase == Phase.COMPLETED else (reason or "")
+            self.set_phase(verdict.phase, message, reason)
         except TrainforgeError as exc:
             self.fail(str(exc))
+        except OSError as exc:  # the job folder itself: a full or read-only disk
+            self.fail(f"the local supervisor cannot write {exc.filename or self.jobdir.path}: {exc.strerror or exc}")
         except Exception as exc:  # an honest status even for our own bugs
-            traceback.print_exc()
+            with contextlib.suppress(OSError):
+                traceback.print_exc()
             self.fail(f"internal error in the local supervisor: {type(exc).__name__}: {exc}")
+        finally:
+            self.jobdir.clear_scratch()
 
     def stage_out(self, success: bool) -> None:
         records = job_metric_records(self.jobdir)
@@ -211,11 +294,15 @@ class Supervisor:
         if self.job.spec.checkpoints:
             artifacts.checkpoints = self.job.spec.checkpoints.uri
         if success:
-            artifacts.model, artifacts.output = stage_out_model(self.jobdir.layout, self.artifacts)
+            # Archives are packed in the job's own scratch folder, never the system temp
+            # dir: if this process is killed midway, the reader that finds it dead sweeps it.
+            os.makedirs(self.jobdir.scratch_dir, exist_ok=True)
+            artifacts.model, artifacts.output = stage_out_model(self.jobdir.layout, self.artifacts,
+                                                                scratch=str(self.jobdir.scratch_dir))
         self.status.artifacts = artifacts
 
     def fail(self, reason: str) -> None:
-        print(f"job failed: {reason}", flush=True)
+        say(f"job failed: {reason}")
         self.set_phase(Phase.FAILED, reason, reason)
 
 
@@ -224,6 +311,8 @@ def main(argv: list[str]) -> int:
     supervisor = Supervisor(jobdir)
     # SIGTERM to the supervisor means "stop the job", handled by the poll loop.
     signal.signal(signal.SIGTERM, lambda *_: supervisor.terminate_requested.set())
+    jobdir.clear_scratch()  # a previous run's, should there be one
+    jobdir.mark_started()  # the submitter waits for this (backend.py)
     supervisor.run()
     return 0 if supervisor.status.phase == Phase.COMPLETED else 1
 

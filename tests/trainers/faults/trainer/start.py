@@ -9,6 +9,12 @@ tests. What it does is chosen by the hyperparameter ``action``:
               then fail; on later attempts: as ``ok``
     sleep     print "sleeping", sleep ``seconds`` (default 60); SIGTERM ends it
               at once with exit 143 unless ``ignore_sigterm`` is "true"
+    flood     print lines of ``width`` characters (default 4096) until ended;
+              SIGTERM ends it with exit 143
+    longline  print ``mib`` MiB (default 60) without a newline, then a newline
+              and "after the long line", sleep ``seconds`` (default 0), exit 0
+    bigmodel  write ``mib`` MiB (default 200) of incompressible bytes as the
+              model, print "model written", exit 0
 """
 
 from __future__ import annotations
@@ -60,6 +66,27 @@ def main() -> int:
         deadline = time.monotonic() + float(hp.get("seconds", "60"))
         while time.monotonic() < deadline:
             time.sleep(0.05)
+        return 0
+    if action == "flood":
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        line = "f" * int(hp.get("width", "4096"))
+        while True:
+            print(line, flush=True)
+    if action == "longline":
+        block = b"L" * (1024 * 1024)
+        for _ in range(int(hp.get("mib", "60"))):
+            sys.stdout.buffer.write(block)
+        sys.stdout.buffer.write(b"\nafter the long line\n")
+        sys.stdout.flush()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        time.sleep(float(hp.get("seconds", "0")))
+        return 0
+    if action == "bigmodel":
+        os.makedirs(os.environ["SM_MODEL_DIR"], exist_ok=True)
+        with open(os.path.join(os.environ["SM_MODEL_DIR"], "weights.bin"), "wb") as f:
+            for _ in range(int(hp.get("mib", "200"))):
+                f.write(os.urandom(1024 * 1024))
+        print("model written", flush=True)
         return 0
     print(f"unknown action {action!r}", file=sys.stderr, flush=True)
     return 2
