@@ -21,6 +21,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import untrusted
 from .contract import HostInfo, Layout, host_names
 from .errors import TrainforgeError
 from .spec import TrainingJob
@@ -32,6 +33,8 @@ from .staging import (
     sync_checkpoints,
 )
 from .storage import open_store
+
+METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file uploaded
 
 
 def _job(env: Mapping[str, str]) -> TrainingJob:
@@ -67,8 +70,11 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     if host.rank != 0:
         return
     artifacts = ArtifactURIs.for_job(output_uri, job.name)
-    if os.path.exists(layout.metrics_file):
-        open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
+    # The trainer's own file, read without following a link it may have planted.
+    metrics = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
+                                  limit=METRICS_LIMIT)
+    if metrics is not None:
+        open_store(artifacts.metrics).write_bytes(artifacts.metrics, metrics)
     if not _has_failure(layout):
         stage_out_model(layout, artifacts)
     print(f"staged out to {artifacts.root}", flush=True)

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,9 @@ class Launched(Protocol):
 
 class Launcher(Protocol):
     kind: str
+    # True when launch() can show a host folder read-only at a channel's path
+    # (FastFile served in place); otherwise such channels are copied.
+    mounts_channels: bool
 
     def layout(self, run_dir: Path) -> Layout:
         """The contract root as the trainer sees it."""
@@ -38,7 +41,9 @@ class Launcher(Protocol):
     def check(self, image: str) -> None:
         """Raise ImageNotFound (naming the image) if it cannot be run."""
 
-    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched: ...
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
+               channels: Mapping[str, str] | None = None) -> Launched:
+        """``channels``: channel -> host folder to show read-only (mounts_channels)."""
 
 
 def trainer_source(image: str) -> Path:
@@ -90,6 +95,10 @@ class ProcessLauncher:
     contract relocated into the job's run directory."""
 
     kind = "process"
+    # A subprocess sees the real filesystem: a link to the store would let it
+    # change the dataset, so FastFile channels are copies (reflinks where the
+    # filesystem can, see storage.files.clone).
+    mounts_channels = False
 
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable
@@ -100,7 +109,8 @@ class ProcessLauncher:
     def check(self, image: str) -> None:
         trainer_source(image)
 
-    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched:
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
+               channels: Mapping[str, str] | None = None) -> Launched:
         source = trainer_source(image)
         full_env = {**os.environ, **env}
         # The trainer imports trainforge.runtime from wherever this trainforge lives.

@@ -10,9 +10,9 @@ or stage out. A partial model is never uploaded.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -20,14 +20,15 @@ import time
 import traceback
 from pathlib import Path
 
+from ... import untrusted
 from ..._time import utc_now
-from ...contract import HostInfo, contract_env, host_names, read_failure_reason
+from ...contract import FAILURE_REASON_LIMIT, HostInfo, contract_env, host_names, read_failure_reason
 from ...errors import TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
 from ...spec import Condition, Phase, TrainingJob
 from ...staging import (
-    ArtifactURIs, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
+    ArtifactURIs, fastfile_folders, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
     write_config_files,
 )
 from ...storage import open_store
@@ -37,6 +38,7 @@ from .lifecycle import AttemptEnd, judge
 from .records import job_metric_records
 
 CHECKPOINT_SYNC_SECONDS = 30.0
+FAILURE_FILE = "output/failure"  # below the run folder
 POLL_SECONDS = 0.1
 
 
@@ -52,6 +54,12 @@ class Supervisor:
         self.terminate_requested = threading.Event()
         self.training_seconds = 0.0
         self.last_output: str | None = None  # of the current attempt
+
+    @functools.cached_property
+    def channel_mounts(self) -> dict[str, str]:
+        """FastFile folders the launcher shows read-only at their channel's path:
+        from the spec, never from what a trainer left in the run folder."""
+        return fastfile_folders(self.job) if self.launcher.mounts_channels else {}
 
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
@@ -76,16 +84,17 @@ class Supervisor:
         hosts = host_names(self.job.name, self.job.spec.instance.count)
         host = HostInfo(hosts[0], hosts)
         layout = self.jobdir.layout
+        # The run folder was the last attempt's trainer's: nothing below touches
+        # it through a link (see trainforge.untrusted).
         write_config_files(self.job, layout, host)
-        Path(layout.failure_file).unlink(missing_ok=True)  # a stale one would blame this attempt
+        untrusted.remove(layout.root, FAILURE_FILE)  # a stale one would blame this attempt
         if attempt > 1:
             # What a failed attempt left in model/ and output/data/ must not ship with a later one.
             for folder in (layout.model_dir, layout.output_data_dir):
-                shutil.rmtree(folder, ignore_errors=True)
-                os.makedirs(folder, exist_ok=True)
+                untrusted.reset_dir(layout.root, os.path.relpath(folder, layout.root))
         if attempt == 1:
             self.set_phase(Phase.STAGING, "downloading input channels")
-            stage_in(self.job, layout, host)
+            stage_in(self.job, layout, host, in_place=self.channel_mounts)
         restored = restore_checkpoints(self.job, layout)
         if restored:
             print(f"restored {restored} checkpoint files", flush=True)
@@ -105,7 +114,8 @@ class Supervisor:
         self.jobdir.write_status(self.status)
         started = time.monotonic()
         self.last_output = None
-        launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
+        launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus,
+                                        channels=self.channel_mounts)
         self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
         pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
         pump.start()
@@ -130,8 +140,9 @@ class Supervisor:
         self.jobdir.clear_trainer()
         self.training_seconds += time.monotonic() - started
         failure = None
-        if os.path.exists(self.jobdir.layout.failure_file):
-            failure = read_failure_reason(Path(self.jobdir.layout.failure_file).read_text(errors="replace"))
+        raw = untrusted.read_file(self.jobdir.layout.root, FAILURE_FILE, limit=4 * FAILURE_REASON_LIMIT)
+        if raw is not None:
+            failure = read_failure_reason(raw.decode("utf-8", errors="replace"))
         return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure,
                           last_output=self.last_output)
 
@@ -157,7 +168,7 @@ class Supervisor:
 
     def try_sync_checkpoints(self) -> None:
         try:
-            sync_checkpoints(self.job, self.jobdir.layout)
+            sync_checkpoints(self.job, self.jobdir.layout, scratch=str(self.jobdir.path))
         except TrainforgeError as exc:
             print(f"checkpoint sync failed (will retry): {exc}", flush=True)
 
