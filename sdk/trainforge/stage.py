@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 
 from . import untrusted
 from .contract import HostInfo, Layout, host_names
@@ -81,10 +80,7 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
 
 
 def _has_failure(layout: Layout) -> bool:
-    try:
-        return os.path.getsize(layout.failure_file) > 0
-    except OSError:
-        return False
+    return bool(untrusted.read_file(layout.root, os.path.relpath(layout.failure_file, layout.root), limit=1))
 
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
@@ -119,9 +115,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except (TrainforgeError, KeyError, ValueError) as exc:
         message = f"stager {args.command}: {exc}"
         print(message, file=sys.stderr, flush=True)
-        Path(os.path.join(args.root, "output")).mkdir(parents=True, exist_ok=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran
-            Path(Layout(args.root).failure_file).write_text(message[:1024])
+            os.makedirs(args.root, exist_ok=True)
+            untrusted.write_file(args.root, "output/failure", message[:1024].encode("utf-8", errors="replace"))
         return 1
     return 0
 

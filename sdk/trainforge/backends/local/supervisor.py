@@ -231,6 +231,7 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
+    os.umask(os.umask(0) | 0o022)  # nothing this process creates is group- or world-writable
     jobdir = JobDir(Path(argv[1]))
     supervisor = Supervisor(jobdir)
     # SIGTERM to the supervisor means "stop the job", handled by the poll loop.
