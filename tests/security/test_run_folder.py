@@ -328,6 +328,30 @@ def test_a_default_user_trainer_cannot_replace_the_folders_it_was_given(containe
     assert "could not plant model" in log and "could not plant input/data/x" in log
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="giving files to another uid needs root")
+def test_a_run_folder_is_handed_to_the_container_user_without_following_links(
+    tmp_path: Path, host: dict[str, Path],
+) -> None:
+    from trainforge.backends.local.container import prepare_run_dir
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "sub").mkdir(parents=True)
+    (run / "model").symlink_to(host["dir"])  # what a trainer running as root in its container could do
+    (run / "output").symlink_to(host["empty"])
+    (run / "checkpoints" / "sub" / "x").symlink_to(host["file"])
+    (run / "input" / "data").mkdir(parents=True)
+    (run / "input" / "data" / "train").symlink_to(host["dir"])
+    before = [(p.stat().st_uid, p.stat().st_mode) for p in (host["dir"], host["file"], host["empty"])]
+    prepare_run_dir(run, 65532, 65532, ["train"])
+    assert [(p.stat().st_uid, p.stat().st_mode) for p in (host["dir"], host["file"], host["empty"])] == before
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755
+    for rel in ("model", "output", "output/data", "checkpoints", "checkpoints/sub"):
+        folder = run / rel
+        assert not folder.is_symlink() and folder.stat().st_uid == 65532, rel
+    assert (run / "checkpoints" / "sub" / "x").is_symlink()  # left alone, not chowned through
+    assert os.listdir(run / "input" / "data" / "train") == [] and not (run / "input" / "data" / "train").is_symlink()
+
+
 def test_container_user_option_values() -> None:
     from trainforge.backends.local.container import container_user
     from trainforge.errors import BackendError
