@@ -315,6 +315,9 @@ def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
             with os.fdopen(fd, "wb") as handle:
                 os.fchmod(handle.fileno(), mode)  # whatever the umask
                 handle.write(data)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    _clear_at(dir_fd, name)  # a folder planted where the file goes
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -93,6 +93,9 @@ def test_writes_replace_planted_links_and_never_write_through_them(tmp_path: Pat
     (root / "ckpt" / "a.pt").symlink_to(host["file"])
     (root / "ckpt" / "sub").symlink_to(host["empty"])
     untrusted.write_file(str(root), "input/config/hyperparameters.json", b"{}")
+    (root / "output" / "failure").mkdir(parents=True)  # a folder where a file goes
+    untrusted.write_file(str(root), "output/failure", b"why")
+    assert (root / "output" / "failure").read_bytes() == b"why"
     untrusted.reset_dir(str(root), "model")
     assert untrusted.scrub(str(root), "ckpt") == 2
     untrusted.remove(str(root), "input/config/hyperparameters.json")
