@@ -364,6 +364,7 @@ def test_container_user_option_values() -> None:
     assert container_user("host", host=(0, 0)) == (0, 0)
     assert container_user("4242:4343", host=(0, 0)) == (4242, 4343)
     assert container_user("4242", host=(0, 0)) == (4242, 4242)
+    assert container_user(None, host=(1000, 100), rootless=True) == (0, 0)  # the submitter, mapped
     with pytest.raises(BackendError, match="expected 'host', UID or UID:GID"):
         container_user("trainer")
     with pytest.raises(BackendError, match="expected 'host', UID or UID:GID"):

@@ -15,8 +15,10 @@ What a container gets (SageMaker's ``docker run <image> train``):
   ``65532:65532``. The ``user`` option picks another: ``"host"`` (the
   submitting user's uid:gid) or numbers ``UID[:GID]`` (GID defaults to UID;
   ``0`` only when asked). Names are refused, since the run folder has to be
-  handed to a uid. Handing it to a uid other than one's own needs root (a
-  rootless engine maps uids: leave ``user`` unset there);
+  handed to a uid. Handing it to a uid other than one's own needs root. On a
+  rootless engine (Docker or Podman run by a user) the default is the
+  container's root, which is the submitting user on the host and holds no
+  capability; there, leave ``user`` unset;
 - no privileges: all capabilities dropped and ``no-new-privileges``, so a
   setuid binary in the image gains nothing;
 - the contract's environment and nothing of the host's;
@@ -122,10 +124,15 @@ WRITABLE = ("model", "output", "output/data", "checkpoints")  # below the run fo
 NONROOT_ID = 65532  # the container's uid:gid when the submitter is root
 
 
-def container_user(user: str | None, host: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The uid:gid a container runs as (see the module docstring)."""
+def container_user(user: str | None, host: tuple[int, int] | None = None,
+                   rootless: bool = False) -> tuple[int, int]:
+    """The uid:gid a container runs as (see the module docstring). On a rootless
+    engine the container's root *is* the submitting user on the host (and any
+    other uid a subordinate one), so the default there is 0:0."""
     uid, gid = host if host is not None else (os.getuid(), os.getgid())
     if user is None:
+        if rootless and uid != 0:
+            return 0, 0
         return (uid, gid) if uid != 0 else (NONROOT_ID, NONROOT_ID)
     if user == "host":
         return uid, gid
@@ -139,7 +146,8 @@ def container_user(user: str | None, host: tuple[int, int] | None = None) -> tup
 def prepare_run_dir(run_dir: Path, uid: int, gid: int, channels: list[str]) -> None:
     """The run folder as a container gets it: the host's and 0755, its writable
     folders real directories (a link left there is removed) owned by uid:gid
-    and 0700, each channel's mount point an empty folder. Nothing is followed."""
+    (host ids) and 0700, each channel's mount point an empty folder. Nothing is
+    followed."""
     root = str(run_dir)
     os.chmod(root, 0o755)
     for rel in WRITABLE:
@@ -299,6 +307,14 @@ class ContainerLauncher:
             self._client = connect(self.docker_host)
         return self._client
 
+    def _is_rootless(self) -> bool:
+        """A rootless engine (Docker or Podman) says so in its security options."""
+        try:
+            options = self.client.info().get("SecurityOptions") or []
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+        return any("rootless" in str(option) for option in options)
+
     def _is_podman(self) -> bool:
         """Podman's Docker API says so in its ping headers (cheaper than /version)."""
         api = self.client.api
@@ -353,8 +369,12 @@ class ContainerLauncher:
 
         run_dir = run_dir.resolve()
         channels = dict(channels or {})
-        uid, gid = container_user(self.user)
-        prepare_run_dir(run_dir, uid, gid, sorted(channels))
+        rootless = os.getuid() != 0 and self._is_rootless()
+        uid, gid = container_user(self.user, rootless=rootless)
+        # Who owns the writable folders on the host: the submitter for a rootless
+        # engine's root; any other uid there is a subordinate one we cannot chown to.
+        owner = (os.getuid(), os.getgid()) if rootless and (uid, gid) == (0, 0) else (uid, gid)
+        prepare_run_dir(run_dir, *owner, sorted(channels))
         job = env.get("TRAINFORGE_JOB_NAME") or run_dir.parent.name
         attempt = env.get("TRAINFORGE_ATTEMPT", "1")
         volumes = {**self.volumes, str(run_dir): {"bind": CONTAINER_ROOT, "mode": "rw"}}
