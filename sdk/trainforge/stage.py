@@ -22,8 +22,8 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 
+from . import untrusted
 from .contract import HostInfo, Layout, host_names
 from .errors import TrainforgeError
 from .spec import TrainingJob
@@ -35,6 +35,8 @@ from .staging import (
     sync_checkpoints,
 )
 from .storage import open_store
+
+METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file uploaded
 
 
 def _job(env: Mapping[str, str]) -> TrainingJob:
@@ -70,18 +72,18 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     if host.rank != 0:
         return
     artifacts = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name)
-    if os.path.exists(layout.metrics_file):
-        open_store(artifacts.metrics).upload_file(layout.metrics_file, artifacts.metrics)
+    # The trainer's own file, read without following a link it may have planted.
+    metrics = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
+                                  limit=METRICS_LIMIT)
+    if metrics is not None:
+        open_store(artifacts.metrics).write_bytes(artifacts.metrics, metrics)
     if not _has_failure(layout):
         stage_out_model(layout, artifacts)
     print(f"staged out to {artifacts.root}", flush=True)
 
 
 def _has_failure(layout: Layout) -> bool:
-    try:
-        return os.path.getsize(layout.failure_file) > 0
-    except OSError:
-        return False
+    return bool(untrusted.read_file(layout.root, os.path.relpath(layout.failure_file, layout.root), limit=1))
 
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
@@ -116,9 +118,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except (TrainforgeError, KeyError, ValueError) as exc:
         message = f"stager {args.command}: {exc}"
         print(message, file=sys.stderr, flush=True)
-        Path(os.path.join(args.root, "output")).mkdir(parents=True, exist_ok=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran
-            Path(Layout(args.root).failure_file).write_text(message[:1024])
+            os.makedirs(args.root, exist_ok=True)
+            untrusted.write_file(args.root, "output/failure", message[:1024].encode("utf-8", errors="replace"))
         return 1
     return 0
 

@@ -9,7 +9,6 @@ backend with a fresh TRAINFORGE_HOME; nothing is mocked."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator

@@ -5,7 +5,6 @@ is the same JobExists. Real control plane and MinIO (tests/controller harness)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 

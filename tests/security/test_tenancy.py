@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 from tests.controller.conftest import trainforge_crd  # noqa: F401  (the CRD on the session's cluster)
-from trainforge.artifacts import ArtifactURIs, channel_uri, default_checkpoints, job_prefix, tenancy_issues
+from trainforge.artifacts import ArtifactURIs, channel_uri, default_checkpoints, tenancy_issues
 from trainforge.config import S3Settings, Settings
-from trainforge.errors import SpecError, StorageError, StorageUnreachable
+from trainforge.errors import SpecError, StorageUnreachable
 from trainforge.spec import TrainingJob
 from trainforge.storage import open_store
 from trainforge.storage.policy import policy_text, session_policy
@@ -352,7 +352,7 @@ def test_the_controller_mints_per_job_credentials_the_pods_use(tenancy_harness: 
     assert store.read_bytes(b.uri("data/train/x")) == b"input"
     store.write_bytes(b.uri(f"models/{h.ns}/mnist-001/output/model.tar.gz"), b"model")
     store.write_bytes(b.uri("ckpt/mnist-001/epoch-1.pt"), b"ckpt")
-    for key in (f"models/other-ns/mnist-001/output/model.tar.gz", f"models/{h.ns}/other/output/model.tar.gz",
+    for key in ("models/other-ns/mnist-001/output/model.tar.gz", f"models/{h.ns}/other/output/model.tar.gz",
                 "ckpt/other/epoch-1.pt", "data/train/x"):
         _denied(lambda key=key: store.write_bytes(b.uri(key), b"overwritten"))
 
@@ -400,7 +400,6 @@ def test_the_controller_does_not_write_with_its_own_credentials_where_the_spec_p
     there; the same job under the default root is archived as before."""
     from kubernetes import client
 
-    from tests.infra.waiting import wait_until
     from trainforge_controller.main import Controller
 
     h = tenancy_harness

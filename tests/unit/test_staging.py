@@ -17,6 +17,7 @@ from trainforge.staging import (
     ArtifactURIs,
     channel_uri,
     download_model,
+    fastfile_folders,
     restore_checkpoints,
     stage_in,
     stage_out_model,
@@ -101,14 +102,30 @@ def test_stage_in_shards_by_key(home: Path, tmp_path: Path) -> None:
     assert seen == [["part-0.csv", "part-2.csv", "part-4.csv"], ["part-1.csv", "part-3.csv"]]
 
 
-def test_stage_in_fast_file_links_local_data(home: Path, tmp_path: Path) -> None:
+def test_stage_in_fast_file_copies_local_data_so_the_trainer_cannot_change_it(home: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "x.csv").write_text("1")
     layout = Layout(str(tmp_path / "run"))
     stage_in(job_with([{"channel": "train", "uri": f"file://{data}", "mode": "FastFile"}]), layout, ONE_HOST)
-    assert Path(layout.channel_dir("train")).is_symlink()
-    assert (Path(layout.channel_dir("train")) / "x.csv").read_text() == "1"
+    copy = Path(layout.channel_dir("train")) / "x.csv"
+    assert not Path(layout.channel_dir("train")).is_symlink() and copy.read_text() == "1"
+    assert copy.stat().st_ino != (data / "x.csv").stat().st_ino  # not a hard link either
+    copy.write_text("changed by the trainer")
+    assert (data / "x.csv").read_text() == "1"
+
+
+def test_stage_in_leaves_an_empty_mount_point_for_channels_served_in_place(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.csv").write_text("1")
+    job = job_with([{"channel": "train", "uri": f"file://{data}", "mode": "FastFile"},
+                    {"channel": "test", "uri": f"file://{data}"}])
+    assert fastfile_folders(job) == {"train": str(data.resolve())}
+    layout = Layout(str(tmp_path / "run"))
+    stage_in(job, layout, ONE_HOST, in_place={"train"})
+    assert os.listdir(layout.channel_dir("train")) == [] and not Path(layout.channel_dir("train")).is_symlink()
+    assert os.listdir(layout.channel_dir("test")) == ["x.csv"]
 
 
 def test_missing_channel_data_names_the_channel_and_uri(home: Path, tmp_path: Path) -> None:
@@ -124,7 +141,7 @@ def test_checkpoints_sync_and_restore(home: Path, tmp_path: Path) -> None:
     first, second = Layout(str(tmp_path / "a")), Layout(str(tmp_path / "b"))
     assert restore_checkpoints(job, first) == 0  # nothing saved yet
     assert sync_checkpoints(job, first) == 0  # no folder yet
-    os.makedirs(first.checkpoint_dir)
+    os.makedirs(first.checkpoint_dir, exist_ok=True)  # restore made it
     Path(first.checkpoint_dir, "epoch-0001.pt").write_bytes(b"weights")
     assert sync_checkpoints(job, first) == 1
     assert restore_checkpoints(job, second) == 1

@@ -5,11 +5,22 @@ as it does for the docker CLI; the ``docker_host`` option overrides it.
 
 What a container gets (SageMaker's ``docker run <image> train``):
 
-- the job's run directory bind-mounted read-write at ``/opt/ml``; its
-  directories are made world-writable so an image's non-root user can write
-  the model, checkpoints and output (the ``user`` option runs the container as
-  another user instead, e.g. ``"host"``: the submitting user's uid:gid, so
-  every file the trainer writes is owned by that user);
+- the job's run directory bind-mounted at ``/opt/ml``. It is owned by the
+  submitting user and nothing in it is world-writable: the run folder and
+  ``input/`` are the host's (0755, so the trainer reads but cannot plant
+  entries there), and only ``model/``, ``output/`` (with ``output/data/``) and
+  ``checkpoints/`` are handed to the container's user (0700, chowned to it);
+- a non-root user: the submitting user's uid:gid when that is not root (the
+  trainer's files are then the user's own), otherwise the fixed unprivileged
+  ``65532:65532``. The ``user`` option picks another: ``"host"`` (the
+  submitting user's uid:gid) or numbers ``UID[:GID]`` (GID defaults to UID;
+  ``0`` only when asked). Names are refused, since the run folder has to be
+  handed to a uid. Handing it to a uid other than one's own needs root. On a
+  rootless engine (Docker or Podman run by a user) the default is the
+  container's root, which is the submitting user on the host and holds no
+  capability; there, leave ``user`` unset;
+- no privileges: all capabilities dropped and ``no-new-privileges``, so a
+  setuid binary in the image gains nothing;
 - the contract's environment and nothing of the host's;
 - ``network_mode=host``, so a trainer reaches a local MinIO or other services
   on the machine exactly as the process backend's trainers do;
@@ -26,8 +37,15 @@ What a container gets (SageMaker's ``docker run <image> train``):
   instead, with a warning in the job's log and ``SM_NUM_GPUS=0``.
 - labels ``trainforge.dev/job``, ``trainforge.dev/attempt`` and
   ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt;
-- FastFile channels of the embedded store are symlinks in the run directory:
-  each target is mounted read-only at its own path, so the link resolves.
+- FastFile channels of the embedded store (or ``file://``): the store's folder
+  bind-mounted read-only at ``/opt/ml/input/data/<channel>``, so the trainer
+  reads the dataset in place and cannot change it. Which folders are mounted
+  comes from the job's spec (the supervisor's ``channels``), never from links
+  found in the run folder.
+
+The host side never follows a link the container could have written: every
+read, copy, upload, chown or write below the run folder goes through
+:mod:`trainforge.untrusted` (directory fds, ``O_NOFOLLOW``).
 
 Options (``get_backend("container", **options)``, kept in the job's folder so
 the supervisor uses the same): ``docker_host``, ``shm_size``, ``user``,
@@ -43,7 +61,7 @@ import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +70,7 @@ import docker.errors  # type: ignore[import-untyped]
 import docker.types  # type: ignore[import-untyped]
 import requests
 
+from ... import untrusted
 from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
@@ -102,29 +121,52 @@ def container_name(run_dir: Path, job: str, attempt: str) -> str:
     return f"trainforge-{job}-{attempt}-{digest}"
 
 
-def _make_writable(run_dir: Path, layout: Layout) -> None:
-    """Let any container user write the model, output and checkpoints."""
-    writable = [run_dir, Path(layout.model_dir), Path(layout.output_dir), Path(layout.output_data_dir),
-                Path(layout.checkpoint_dir)]
-    for top in writable:
-        top.mkdir(parents=True, exist_ok=True)
-    for folder in writable[1:]:
-        for path in [folder, *(p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink())]:
-            path.chmod(0o777)
-    run_dir.chmod(0o777)
+WRITABLE = ("model", "output", "output/data", "checkpoints")  # below the run folder
+NONROOT_ID = 65532  # the container's uid:gid when the submitter is root
 
 
-def _linked_channels(run_dir: Path) -> dict[str, dict[str, str]]:
-    """FastFile channels are symlinks to the local store; mount each target at
-    its own path (read-only) so the link resolves inside the container too."""
-    data = run_dir / "input" / "data"
-    mounts: dict[str, dict[str, str]] = {}
-    if data.is_dir():
-        for entry in data.iterdir():
-            if entry.is_symlink():
-                target = str(entry.resolve())
-                mounts[target] = {"bind": target, "mode": "ro"}
-    return mounts
+def container_user(user: str | None, host: tuple[int, int] | None = None,
+                   rootless: bool = False) -> tuple[int, int]:
+    """The uid:gid a container runs as (see the module docstring). On a rootless
+    engine the container's root *is* the submitting user on the host (and any
+    other uid a subordinate one), so the default there is 0:0."""
+    uid, gid = host if host is not None else (os.getuid(), os.getgid())
+    if user is None:
+        if rootless and uid != 0:
+            return 0, 0
+        return (uid, gid) if uid != 0 else (NONROOT_ID, NONROOT_ID)
+    if user == "host":
+        return uid, gid
+    parts = user.split(":")
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        raise BackendError(f"container backend option user: expected 'host', UID or UID:GID (numbers: "
+                           f"the run folder is handed to that uid), got {user!r}")
+    return int(parts[0]), int(parts[-1])
+
+
+def prepare_run_dir(run_dir: Path, uid: int, gid: int, channels: list[str]) -> None:
+    """The run folder as a container gets it: the host's and 0755, its writable
+    folders real directories (a link left there is removed) owned by uid:gid
+    (host ids) and 0700, each channel's mount point an empty folder. Nothing is
+    followed."""
+    root = str(run_dir)
+    os.chmod(root, 0o755)
+    for rel in WRITABLE:
+        untrusted.make_dirs(root, rel, 0o700)
+        with untrusted.opened_dir(root, rel) as fd:
+            os.fchmod(fd, 0o700)
+    for channel in channels:
+        untrusted.reset_dir(root, f"input/data/{channel}")
+    if (uid, gid) == (os.getuid(), os.getgid()):
+        return
+    try:
+        for rel in ("model", "output", "checkpoints"):
+            untrusted.chown_tree(root, rel, uid, gid)
+    except PermissionError as exc:
+        raise BackendError(
+            f"cannot hand the run folder {run_dir} to the container user {uid}:{gid} ({exc.strerror}): "
+            "only root can give files to another uid; leave the container backend option user unset "
+            "(or 'host') to run the trainer as yourself") from exc
 
 
 class _Container:
@@ -217,6 +259,7 @@ class ContainerLauncher:
     """Runs the job's image on a Docker-API engine (Docker or Podman)."""
 
     kind = "container"
+    mounts_channels = True
 
     def __init__(
         self,
@@ -245,6 +288,7 @@ class ContainerLauncher:
         self.docker_host = docker_host
         self.shm_size: str | int = shm_size if shm_size else default_shm_size()
         self.user = user
+        container_user(user)  # a bad value is an error now, not at launch
         self.volumes = parse_volumes(volumes)
         self.pull = pull
         self.on_missing_gpus = on_missing_gpus
@@ -263,6 +307,14 @@ class ContainerLauncher:
         if self._client is None:
             self._client = connect(self.docker_host)
         return self._client
+
+    def _is_rootless(self) -> bool:
+        """A rootless engine (Docker or Podman) says so in its security options."""
+        try:
+            options = self.client.info().get("SecurityOptions") or []
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+        return any("rootless" in str(option) for option in options)
 
     def _is_podman(self) -> bool:
         """Podman's Docker API says so in its ping headers (cheaper than /version)."""
@@ -313,15 +365,22 @@ class ContainerLauncher:
         if gpus > 0 and self.on_missing_gpus == "error" and self._is_podman():
             self._without_gpus({}, _podman_gpus(gpus))
 
-    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> _Container:
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
+               channels: Mapping[str, str] | None = None) -> _Container:
 
         run_dir = run_dir.resolve()
-        layout = Layout(str(run_dir))
-        _make_writable(run_dir, layout)
+        channels = dict(channels or {})
+        rootless = os.getuid() != 0 and self._is_rootless()
+        uid, gid = container_user(self.user, rootless=rootless)
+        # Who owns the writable folders on the host: the submitter for a rootless
+        # engine's root; any other uid there is a subordinate one we cannot chown to.
+        owner = (os.getuid(), os.getgid()) if rootless and (uid, gid) == (0, 0) else (uid, gid)
+        prepare_run_dir(run_dir, *owner, sorted(channels))
         job = env.get("TRAINFORGE_JOB_NAME") or run_dir.parent.name
         attempt = env.get("TRAINFORGE_ATTEMPT", "1")
-        volumes = {**_linked_channels(run_dir), **self.volumes,
-                   str(run_dir): {"bind": CONTAINER_ROOT, "mode": "rw"}}
+        volumes = {**self.volumes, str(run_dir): {"bind": CONTAINER_ROOT, "mode": "rw"}}
+        mounts = [docker.types.Mount(f"{CONTAINER_ROOT}/input/data/{channel}", folder, type="bind",
+                                     read_only=True) for channel, folder in sorted(channels.items())]
         env = dict(env)
         notes: list[str] = []
         device_requests = None
@@ -334,12 +393,11 @@ class ContainerLauncher:
         name = container_name(run_dir, job, attempt)
         settings: dict[str, Any] = {
             "image": image, "command": ["train"], "name": name, "environment": env,
-            "volumes": volumes, "network_mode": "host", "shm_size": self.shm_size, "init": self.init,
-            "detach": True,
+            "volumes": volumes, "mounts": mounts, "network_mode": "host", "shm_size": self.shm_size,
+            "init": self.init, "detach": True, "user": f"{uid}:{gid}",
+            "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "labels": {LABEL_JOB: job, LABEL_ATTEMPT: attempt, LABEL_MANAGED_BY: MANAGED_BY},
         }
-        if self.user:
-            settings["user"] = f"{os.getuid()}:{os.getgid()}" if self.user == "host" else self.user
         try:
             self._remove_stale(name)
             container = self._start(settings, device_requests)

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ class Launched(Protocol):
 
 class Launcher(Protocol):
     kind: str
+    # True when launch() can show a host folder read-only at a channel's path
+    # (FastFile served in place); otherwise such channels are copied.
+    mounts_channels: bool
 
     def layout(self, run_dir: Path) -> Layout:
         """The contract root as the trainer sees it."""
@@ -39,7 +42,9 @@ class Launcher(Protocol):
     def check(self, image: str) -> None:
         """Raise ImageNotFound (naming the image) if it cannot be run."""
 
-    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched: ...
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
+               channels: Mapping[str, str] | None = None) -> Launched:
+        """``channels``: channel -> host folder to show read-only (mounts_channels)."""
 
 
 def trainer_source(image: str) -> Path:
@@ -137,6 +142,10 @@ class ProcessLauncher:
     CPU while the contract tells the trainer it has GPUs."""
 
     kind = "process"
+    # A subprocess sees the real filesystem: a link to the store would let it
+    # change the dataset, so FastFile channels are copies (reflinks where the
+    # filesystem can, see storage.files.clone).
+    mounts_channels = False
 
     def __init__(self, python: str | None = None, on_missing_gpus: str = "error"):
         if on_missing_gpus not in ("error", "cpu"):
@@ -164,7 +173,8 @@ class ProcessLauncher:
         if problem and self.on_missing_gpus != "cpu":
             raise _refusal(problem)
 
-    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched:
+    def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
+               channels: Mapping[str, str] | None = None) -> Launched:
         source = trainer_source(image)
         full_env = {**os.environ, **env}
         notes = []

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 
-from ...metrics import MetricRecord, read_records
+from ... import untrusted
+from ...metrics import MetricRecord, parse_records, read_records
 from .jobdir import JobDir
+
+LOGGED_METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file read
 
 
 def merge_records(scraped: list[MetricRecord], logged: list[MetricRecord]) -> list[MetricRecord]:
@@ -18,6 +21,13 @@ def merge_records(scraped: list[MetricRecord], logged: list[MetricRecord]) -> li
 
 def job_metric_records(jobdir: JobDir) -> list[MetricRecord]:
     scraped = read_records(jobdir.metrics_file) if jobdir.metrics_file.exists() else []
-    logged_file = jobdir.layout.metrics_file
-    logged = read_records(logged_file) if os.path.exists(logged_file) else []
-    return merge_records(scraped, logged)
+    return merge_records(scraped, logged_records(jobdir))
+
+
+def logged_records(jobdir: JobDir) -> list[MetricRecord]:
+    """The trainer's own metrics file, in its run folder: read without
+    following a link it may have planted there."""
+    layout = jobdir.layout
+    raw = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
+                              limit=LOGGED_METRICS_LIMIT)
+    return parse_records(raw.decode("utf-8", errors="replace"), source=layout.metrics_file) if raw else []

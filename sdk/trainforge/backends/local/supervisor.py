@@ -11,9 +11,9 @@ or stage out. A partial model is never uploaded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -22,14 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ... import untrusted
 from ..._time import utc_now
-from ...contract import HostInfo, contract_env, host_names, read_failure_reason
+from ...contract import FAILURE_REASON_LIMIT, HostInfo, contract_env, host_names, read_failure_reason
 from ...errors import TrainforgeError, TransferCancelled
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
 from ...spec import Condition, Phase, TrainingJob
 from ...staging import (
-    ArtifactURIs, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
+    ArtifactURIs, fastfile_folders, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
     write_config_files,
 )
 from ...storage import open_store
@@ -40,6 +41,7 @@ from .lifecycle import AttemptEnd, judge
 from .records import job_metric_records
 
 CHECKPOINT_SYNC_SECONDS = 30.0
+FAILURE_FILE = "output/failure"  # below the run folder
 POLL_SECONDS = 0.1
 STOPPED_IN_STAGE_IN = "stopped during stage-in"
 
@@ -67,6 +69,12 @@ class Supervisor:
         self.output_error: str | None = None  # set by the log pump when it cannot record
         self.output_failed = threading.Event()
 
+    @functools.cached_property
+    def channel_mounts(self) -> dict[str, str]:
+        """FastFile folders the launcher shows read-only at their channel's path:
+        from the spec, never from what a trainer left in the run folder."""
+        return fastfile_folders(self.job) if self.launcher.mounts_channels else {}
+
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
         now = utc_now()
@@ -90,19 +98,21 @@ class Supervisor:
         hosts = host_names(self.job.name, self.job.spec.instance.count)
         host = HostInfo(hosts[0], hosts)
         layout = self.jobdir.layout
+        # The run folder was the last attempt's trainer's: nothing below touches
+        # it through a link (see trainforge.untrusted).
         write_config_files(self.job, layout, host)
-        Path(layout.failure_file).unlink(missing_ok=True)  # a stale one would blame this attempt
+        untrusted.remove(layout.root, FAILURE_FILE)  # a stale one would blame this attempt
         if attempt > 1:
             # What a failed attempt left in model/ and output/data/ must not ship with a later one.
             for folder in (layout.model_dir, layout.output_data_dir):
-                shutil.rmtree(folder, ignore_errors=True)
-                os.makedirs(folder, exist_ok=True)
+                untrusted.reset_dir(layout.root, os.path.relpath(folder, layout.root))
         if attempt == 1:
             self.set_phase(Phase.STAGING, "downloading input channels")
             try:  # a stop cancels the download midway (checked per chunk and file)
-                stage_in(self.job, layout, host, progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
+                stage_in(self.job, layout, host, in_place=self.channel_mounts,
+                         progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
             except TransferCancelled:
-                shutil.rmtree(layout.data_dir, ignore_errors=True)  # what arrived is no use
+                untrusted.reset_dir(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
                 raise
         restored = restore_checkpoints(self.job, layout)
         if restored:
@@ -125,7 +135,8 @@ class Supervisor:
         self.last_output = None
         self.output_error = None
         self.output_failed.clear()
-        launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus)
+        launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus,
+                                        channels=self.channel_mounts)
         try:
             self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
         except OSError:  # a full disk: an unrecorded trainer could outlive us unseen
@@ -157,8 +168,9 @@ class Supervisor:
         self.jobdir.clear_trainer()
         self.training_seconds += time.monotonic() - started
         failure = None
-        if os.path.exists(self.jobdir.layout.failure_file):
-            failure = read_failure_reason(Path(self.jobdir.layout.failure_file).read_text(errors="replace"))
+        raw = untrusted.read_file(self.jobdir.layout.root, FAILURE_FILE, limit=4 * FAILURE_REASON_LIMIT)
+        if raw is not None:
+            failure = read_failure_reason(raw.decode("utf-8", errors="replace"))
         return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure,
                           last_output=self.last_output, output_error=self.output_error)
 
@@ -221,7 +233,7 @@ class Supervisor:
 
     def try_sync_checkpoints(self) -> None:
         try:
-            sync_checkpoints(self.job, self.jobdir.layout)
+            sync_checkpoints(self.job, self.jobdir.layout, scratch=str(self.jobdir.path))
         except TrainforgeError as exc:
             say(f"checkpoint sync failed (will retry): {exc}")
 
@@ -307,6 +319,7 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
+    os.umask(os.umask(0) | 0o022)  # nothing this process creates is group- or world-writable
     jobdir = JobDir(Path(argv[1]))
     supervisor = Supervisor(jobdir)
     # SIGTERM to the supervisor means "stop the job", handled by the poll loop.
