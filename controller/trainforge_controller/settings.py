@@ -17,6 +17,9 @@ class ControllerSettings:
     catalog_configmap: str = "trainforge-instances"
     catalog_namespace: str = "trainforge-system"
     master_port: int = 29500
+    # Every container of a job pod runs as this uid/gid (the base images' trainer
+    # user): one owner for the shared /opt/ml volume; never 0 (runAsNonRoot).
+    job_uid: int = 10001
     checkpoint_sync_seconds: int = 60
     stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
     resync_seconds: float = 300.0
