@@ -41,6 +41,39 @@ class Launcher(Protocol):
     def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched: ...
 
 
+# What the submitter's environment holds that a process trainer is not given unless
+# the backend option ``pass_env`` names it: cloud and object-store credentials (the
+# supervisor uses them to stage; the trainer's data arrives in its folders), access to
+# clusters, container engines and agents, and trainforge's own settings. The trainer
+# runs as the submitting user, so this is not a sandbox; it keeps a job's code, or a
+# log line it prints, from holding the submitter's keys by default.
+WITHHELD_PREFIXES = (
+    "AWS_", "MINIO_", "MC_HOST", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GCE_", "AZURE_", "ARM_",
+    "TRAINFORGE_", "DOCKER_", "CONTAINER_", "PODMAN_", "KUBE", "VAULT_", "SSH_", "GPG_",
+)
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "APIKEY",
+                 "ACCESS_KEY", "PRIVATE_KEY", "SESSION_KEY", "AUTH")
+
+
+def withheld(name: str) -> bool:
+    """Is ``name`` kept from a process trainer unless passed on (WITHHELD_PREFIXES)?"""
+    upper = name.upper()
+    return upper.startswith(WITHHELD_PREFIXES) or any(word in upper for word in _SECRET_WORDS)
+
+
+def pass_env_names(value: str | list[str] | None) -> frozenset[str]:
+    """The ``pass_env`` option: names, a list or a comma-separated string."""
+    if not value:
+        return frozenset()
+    names = value.split(",") if isinstance(value, str) else list(value)
+    return frozenset(n.strip() for n in names if n.strip())
+
+
+def trainer_environ(environ: dict[str, str], passed: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The part of the submitter's environment a process trainer inherits."""
+    return {k: v for k, v in environ.items() if k in passed or not withheld(k)}
+
+
 def trainer_source(image: str) -> Path:
     """The source directory the process backend runs ``python -m trainer.start`` in."""
     path = Path(image[len("file://"):] if image.startswith("file://") else image).expanduser()
@@ -91,8 +124,9 @@ class ProcessLauncher:
 
     kind = "process"
 
-    def __init__(self, python: str | None = None):
+    def __init__(self, python: str | None = None, pass_env: str | list[str] | None = None):
         self.python = python or sys.executable
+        self.pass_env = pass_env_names(pass_env)
 
     def layout(self, run_dir: Path) -> Layout:
         return Layout(str(run_dir))
@@ -102,7 +136,7 @@ class ProcessLauncher:
 
     def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int) -> Launched:
         source = trainer_source(image)
-        full_env = {**os.environ, **env}
+        full_env = {**trainer_environ(dict(os.environ), self.pass_env), **env}
         # The trainer imports trainforge.runtime from wherever this trainforge lives.
         package_root = str(Path(__file__).resolve().parents[3])
         full_env["PYTHONPATH"] = os.pathsep.join(
@@ -118,7 +152,7 @@ class ProcessLauncher:
 def make_launcher(kind: str, options: dict[str, str] | None = None) -> Launcher:
     options = options or {}
     if kind == "process":
-        return ProcessLauncher(options.get("python"))
+        return ProcessLauncher(options.get("python"), options.get("pass_env"))
     if kind == "container":
         from .container import ContainerLauncher
 

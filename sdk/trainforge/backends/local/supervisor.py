@@ -31,6 +31,7 @@ from ...staging import (
     write_config_files,
 )
 from ...storage import open_store
+from ...uris import redact_userinfo
 from .jobdir import JobDir
 from .launchers import Launched, Launcher, make_launcher
 from .lifecycle import AttemptEnd, judge
@@ -55,6 +56,9 @@ class Supervisor:
 
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
+        # Messages carry error texts, and those may name an endpoint URL with credentials.
+        message = redact_userinfo(message)
+        reason = None if reason is None else redact_userinfo(reason)
         now = utc_now()
         status = self.status.model_copy(deep=True)
         if status.phase != phase:
@@ -195,7 +199,7 @@ class Supervisor:
         except TrainforgeError as exc:
             self.fail(str(exc))
         except Exception as exc:  # an honest status even for our own bugs
-            traceback.print_exc()
+            print(redact_userinfo(traceback.format_exc()), end="", flush=True)
             self.fail(f"internal error in the local supervisor: {type(exc).__name__}: {exc}")
 
     def stage_out(self, success: bool) -> None:
@@ -215,7 +219,7 @@ class Supervisor:
         self.status.artifacts = artifacts
 
     def fail(self, reason: str) -> None:
-        print(f"job failed: {reason}", flush=True)
+        print(f"job failed: {redact_userinfo(reason)}", flush=True)
         self.set_phase(Phase.FAILED, reason, reason)
 
 
