@@ -120,7 +120,9 @@ class _Subprocess:
 
 class ProcessLauncher:
     """Runs ``python -m trainer.start`` from a source directory, with the
-    contract relocated into the job's run directory."""
+    contract relocated into the job's run directory. Options: ``python`` (the
+    interpreter) and ``pass_env`` (names of withheld variables to hand on anyway,
+    a list or "A,B"; see WITHHELD_PREFIXES)."""
 
     kind = "process"
 
