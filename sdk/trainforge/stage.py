@@ -32,6 +32,7 @@ from .staging import (
     sync_checkpoints,
 )
 from .storage import open_store
+from .uris import redact_userinfo
 
 
 def _job(env: Mapping[str, str]) -> TrainingJob:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             sync_command(job, layout, host, output_uri, args.interval, stop)
     except (TrainforgeError, KeyError, ValueError) as exc:
-        message = f"stager {args.command}: {exc}"
+        message = redact_userinfo(f"stager {args.command}: {exc}")
         print(message, file=sys.stderr, flush=True)
         Path(os.path.join(args.root, "output")).mkdir(parents=True, exist_ok=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran

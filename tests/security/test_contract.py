@@ -205,3 +205,34 @@ def test_failed_job_status_and_logs_never_show_endpoint_credentials(
     assert any(p.name == "status.json" for p in written)
     for path in written:
         assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_stager_failure_file_and_stderr_never_show_endpoint_credentials(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    job = parse_job({"metadata": {"name": "j"}, "spec": {
+        "image": "img", "inputs": [{"channel": "train", "uri": "s3://bucket/train/"}]}})
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env = {**keep, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "sdk"),
+           "TRAINFORGE_JOB": job.model_dump_json(by_alias=True), "TRAINFORGE_HOME": str(tmp_path / "home"),
+           "AWS_ENDPOINT_URL": f"http://trainforge:{SECRET}@127.0.0.1:1",
+           "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-m", "trainforge.stage", "in", "--root", str(tmp_path / "ml")],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    failure = (tmp_path / "ml" / "output" / "failure").read_text()
+    assert result.returncode == 1 and "127.0.0.1:1" in failure, result.stderr
+    assert SECRET not in failure and SECRET not in result.stderr + result.stdout
+
+
+def test_controller_log_lines_never_show_endpoint_credentials() -> None:
+    import logging
+
+    from trainforge_controller.main import _JsonFormatter
+
+    record = logging.LogRecord("trainforge.controller", logging.WARNING, __file__, 1,
+                               "reading results of %s: %s", ("ns/j", f"cannot reach http://k:{SECRET}@m:9000/b"),
+                               None)
+    line = json.loads(_JsonFormatter().format(record))
+    assert line["msg"] == "reading results of ns/j: cannot reach http://***@m:9000/b"
