@@ -12,6 +12,8 @@ kwok plays the kubelet).
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.controller.conftest import trainforge_crd  # noqa: F401 - the CRD fix
 from tests.controller.test_manifests import can_i
 from tests.infra import naming
 from tests.infra.waiting import wait_until
+from tests.integration.test_stager_image import stager_image  # noqa: F401 - the image fixture
 from trainforge.instances import DEFAULT_CATALOG
 from trainforge.spec import TrainingJob
 from trainforge_controller import GROUP, PLURAL, VERSION
@@ -176,3 +179,35 @@ def test_namespaced_controller_runs_a_job_with_exactly_its_rights(
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+# --- the stager under the pod's restrictions, for real ---------------------------------
+
+def test_stager_image_works_as_the_pod_runs_it(docker_client: Any, stager_image: str,  # noqa: F811
+                                               minio_bucket: Any, tmp_path: Path) -> None:
+    """Read-only root, only /opt/ml and /tmp writable, the pod's uid (not the image's),
+    no capabilities, no privilege escalation: stage in, then pack and upload a model."""
+    s3 = minio_bucket.s3_client()
+    s3.put_object(Bucket=minio_bucket.name, Key="data/train/part-0.csv", Body=b"rows\n")
+    job = {"apiVersion": "trainforge.dev/v1alpha1", "kind": "TrainingJob",
+           "metadata": {"name": "hardened", "namespace": "team-a"},
+           "spec": {"image": "example/trainer:1",
+                    "inputs": [{"channel": "train", "uri": minio_bucket.uri("data/train/")}]}}
+    opt_ml = tmp_path / "opt-ml"
+    opt_ml.mkdir()
+    os.chmod(opt_ml, 0o777)  # an emptyDir with fsGroup: the pod's uid may write it
+    (opt_ml / "model").mkdir()
+    os.chmod(opt_ml / "model", 0o777)  # where this test plays the trainer
+    uid = ControllerSettings().job_uid
+    hardened = {"user": f"{uid}:{uid}", "read_only": True, "tmpfs": {"/tmp": "rw,size=64m"},
+                "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "remove": True,
+                "network_mode": "host", "volumes": {str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}}}
+    env = {**minio_bucket.env(), "TRAINFORGE_JOB": json.dumps(job), "JOB_COMPLETION_INDEX": "0",
+           "TRAINFORGE_OUTPUT_URI": minio_bucket.uri("out/")}
+    docker_client.containers.run(stager_image, ["in"], environment=env, **hardened)
+    assert (opt_ml / "input" / "data" / "train" / "part-0.csv").read_bytes() == b"rows\n"
+    (opt_ml / "model" / "weights.bin").write_bytes(b"w" * 1000)
+    output = docker_client.containers.run(stager_image, ["out"], environment=env, **hardened).decode()
+    assert "staged out" in output
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=minio_bucket.name, Prefix="out/").get("Contents", [])]
+    assert [k for k in keys if k.endswith("model.tar.gz")], keys
