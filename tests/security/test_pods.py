@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ from tests.controller.test_manifests import can_i
 from tests.infra import naming
 from tests.infra.waiting import wait_until
 from tests.integration.test_stager_image import stager_image  # noqa: F401 - the image fixture
+from trainforge.config import S3Settings, Settings
 from trainforge.instances import DEFAULT_CATALOG
 from trainforge.spec import TrainingJob
+from trainforge.storage import open_store
 from trainforge_controller import GROUP, PLURAL, VERSION
 from trainforge_controller.builder import build_job
 from trainforge_controller.leader import LeaderElector
@@ -108,7 +111,7 @@ def _rbac(binary: Path, release_ns: str, watch_ns: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def namespaced_controller(kube: Any, kube_api: Any, kube_namespace: str,
-                          helm_binary: Path) -> tuple[str, str, str]:
+                          helm_binary: Path) -> Iterator[tuple[str, str, str]]:
     """The chart's RBAC applied with watchNamespace = a fresh namespace and the release in
     another: (service account user, release namespace, watched namespace)."""
     core = client.CoreV1Api(kube_api)
@@ -142,6 +145,7 @@ def test_namespaced_controller_cannot_reach_beyond_its_namespace(kube: Any, name
 
 def test_namespaced_controller_runs_a_job_with_exactly_its_rights(
     kube: Any, kube_api: Any, trainforge_crd: Any, namespaced_controller: Any,  # noqa: F811
+    minio_bucket: Any, tmp_path: Path,
 ) -> None:
     user, release_ns, watched = namespaced_controller
     core = client.CoreV1Api(kube_api)
@@ -150,8 +154,13 @@ def test_namespaced_controller_runs_a_job_with_exactly_its_rights(
                                                        [DEFAULT_CATALOG["cpu-small"].model_dump(mode="json")])}})
     api = kube.api_client()
     api.set_default_header("Impersonate-User", user)  # the controller's own identity, nothing more
-    settings = ControllerSettings(catalog_namespace=release_ns, requeue_seconds=0.5, resync_seconds=5)
-    controller = Controller(api, settings, namespace=watched, watch_seconds=2)
+    settings = ControllerSettings(catalog_namespace=release_ns, requeue_seconds=0.5, resync_seconds=5,
+                                  default_output=minio_bucket.uri("jobs/"))
+    store_settings = Settings(home=tmp_path, s3=S3Settings(
+        endpoint_url=minio_bucket.endpoint, access_key_id=minio_bucket.access_key,
+        secret_access_key=minio_bucket.secret_key, region=minio_bucket.region))
+    controller = Controller(api, settings, namespace=watched, watch_seconds=2,
+                            store_opener=lambda uri: open_store(uri, store_settings))
     stop = threading.Event()
     leader = LeaderElector(api, release_ns, lease_seconds=3)  # renewed every second: get + update
     thread = threading.Thread(target=controller.run, args=(stop, leader), daemon=True)
