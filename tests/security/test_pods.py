@@ -38,6 +38,7 @@ from trainforge_controller.builder import build_job
 from trainforge_controller.leader import LeaderElector
 from trainforge_controller.main import Controller
 from trainforge_controller.settings import ControllerSettings
+from trainforge_controller.wire import Wire, core_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "trainforge"
@@ -154,6 +155,11 @@ def test_namespaced_controller_runs_a_job_with_exactly_its_rights(
                                                        [DEFAULT_CATALOG["cpu-small"].model_dump(mode="json")])}})
     api = kube.api_client()
     api.set_default_header("Impersonate-User", user)  # the controller's own identity, nothing more
+    for call in (lambda: client.CoreV1Api(api).list_namespaced_secret(watched),
+                 lambda: Wire(api).request("GET", core_path(watched, "secrets"))):
+        with pytest.raises(client.ApiException) as denied:  # both of its paths to the API carry it
+            call()
+        assert denied.value.status == 403
     settings = ControllerSettings(catalog_namespace=release_ns, requeue_seconds=0.5, resync_seconds=5,
                                   default_output=minio_bucket.uri("jobs/"))
     store_settings = Settings(home=tmp_path, s3=S3Settings(
