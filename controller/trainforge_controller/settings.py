@@ -26,6 +26,10 @@ class ControllerSettings:
     requeue_seconds: float = 15.0  # running jobs only: their billable seconds grow
     catalog_seconds: float = 30.0  # how long a read of the instance catalog is used
 
+    def __post_init__(self) -> None:
+        if self.job_uid < 1:  # the kubelet would refuse every pod, each with its own error
+            raise ValueError(f"TRAINFORGE_JOB_UID must be a non-root uid (1 or more), got {self.job_uid}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ControllerSettings":
         env = os.environ if env is None else env

@@ -144,6 +144,11 @@ def test_job_uid_comes_from_the_settings() -> None:
     assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (4242, 4242, 4242)
 
 
+def test_a_root_job_uid_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="TRAINFORGE_JOB_UID"):
+        ControllerSettings.from_env({"TRAINFORGE_JOB_UID": "0"})
+
+
 SMUGGLE = "$(AWS_SECRET_ACCESS_KEY)"
 
 
