@@ -199,7 +199,7 @@ class Supervisor:
         except TrainforgeError as exc:
             self.fail(str(exc))
         except Exception as exc:  # an honest status even for our own bugs
-            print(redact_userinfo(traceback.format_exc()), end="", flush=True)
+            print(redact_userinfo(traceback.format_exc()), end="", file=sys.stderr, flush=True)
             self.fail(f"internal error in the local supervisor: {type(exc).__name__}: {exc}")
 
     def stage_out(self, success: bool) -> None:
