@@ -18,6 +18,7 @@ from trainforge.errors import TrainforgeError
 from trainforge.instances import InstanceType, lookup
 from trainforge.metrics import MetricRecord, final_values
 from trainforge.spec import Phase, TrainingJob
+from trainforge.spec.loading import issues_from
 from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
@@ -94,7 +95,7 @@ class Reconciler:
             job = TrainingJob.model_validate(_wire(raw))
         except ValidationError as exc:
             # The apiserver checks the schema; what only pydantic knows lands here.
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(str(issue) for issue in issues_from(exc))  # as the SDK words them
             invalid = _invalid(raw, f"invalid spec: {problems}", now)
             return self._write(raw, None, invalid, invalid.events)
         observed = Observed(now=now, artifacts=artifacts(job, self.settings))

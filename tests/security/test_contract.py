@@ -28,6 +28,8 @@ from trainforge.spec.loading import parse_job
 from trainforge.storage import open_store
 from trainforge.uris import parse_uri, redact_userinfo
 
+from tests.controller.conftest import trainforge_crd  # noqa: F401 - fixtures of the controller tests
+from tests.controller.test_reconcile import harness  # noqa: F401
 from tests.integration.local_jobs import stop_leftovers
 
 SECRET = "hunter2-do-not-print"
@@ -236,3 +238,11 @@ def test_controller_log_lines_never_show_endpoint_credentials() -> None:
                                None)
     line = json.loads(_JsonFormatter().format(record))
     assert line["msg"] == "reading results of ns/j: cannot reach http://***@m:9000/b"
+
+
+def test_controller_fails_a_custom_resource_that_sets_a_contract_variable(harness: Any) -> None:
+    """kubectl apply skips the SDK's validation: the controller applies the same rule."""
+    harness.submit("overrides", env={"SM_MODEL_DIR": "/tmp/elsewhere"})
+    status = harness.wait_phase("overrides", "Failed")["status"]
+    assert status["failureReason"].startswith("invalid spec: spec.env.SM_MODEL_DIR (key): 'SM_MODEL_DIR' is reserved")
+    assert harness.jobs("overrides") == []  # no pod ever ran with it
