@@ -116,7 +116,7 @@ class Supervisor:
                 stage_in(self.job, layout, host, in_place=self.channel_mounts,
                          progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
             except TransferCancelled:
-                untrusted.reset_dir(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
+                untrusted.remove(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
                 raise
         restored = restore_checkpoints(self.job, layout)
         if restored:
