@@ -6,7 +6,8 @@ types from a ConfigMap), ``builder`` and ``status`` (pure decisions),
 election, metrics). ``sdk`` never imports this package.
 """
 
-GROUP = "trainforge.dev"
-VERSION = "v1alpha1"
-PLURAL = "trainingjobs"
-KIND = "TrainingJob"
+from trainforge.names import GROUP, VERSION
+from trainforge.names import TRAINING_KIND as KIND
+from trainforge.names import TRAINING_PLURAL as PLURAL
+
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION"]

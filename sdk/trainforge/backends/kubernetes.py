@@ -22,9 +22,8 @@ from ..spec import TrainingJob, check_job_name
 from ..staging import ArtifactURIs
 from ..storage import open_store
 
-GROUP, VERSION, PLURAL = "trainforge.dev", "v1alpha1", "trainingjobs"
-STOP_ANNOTATION = "trainforge.dev/stop"
-JOB_NAME_LABEL = "trainforge.dev/job-name"
+from ..names import ATTEMPT_LABEL, GROUP, JOB_NAME_LABEL, STOP_ANNOTATION, VERSION
+from ..names import TRAINING_PLURAL as PLURAL
 
 
 class KubernetesBackend:
@@ -133,7 +132,7 @@ class KubernetesBackend:
             raise self._error(exc, name, "listing pods of") from exc
         if not pods:
             return None
-        latest = max(pods, key=lambda p: int((p.metadata.labels or {}).get("trainforge.dev/attempt", "0")))
+        latest = max(pods, key=lambda p: int((p.metadata.labels or {}).get(ATTEMPT_LABEL, "0")))
         try:
             text = self.core.read_namespaced_pod_log(latest.metadata.name, self.namespace, container="trainer")
         except self._client.ApiException:
