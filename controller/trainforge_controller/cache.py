@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from trainforge.names import JOB_NAME_LABEL, TRAINING_KIND, TUNING_JOB_LABEL
+from trainforge.names import JOB_NAME_LABEL, TRAINING_KIND, TUNING_JOB_LABEL, TUNING_KIND
 
 Key = tuple[str, str]
 Obj = dict[str, Any]
@@ -199,13 +199,15 @@ class Cache:
     """The stores a reconcile pass reads, one per kind its informers fill
     (``register``). The TrainingJob reconciler reads TrainingJobs, batch Jobs
     by the TrainingJob they belong to and pods by their attempt's Job
-    (``job-name``). TrainingJobs are indexed by their tuning job (trials)."""
+    (``job-name``). The TuningJob reconciler reads TuningJobs and TrainingJobs
+    by their tuning job (the same store, indexed by ``trainforge.dev/tuning-job``)."""
 
     def __init__(self) -> None:
         self.stores: dict[str, Store] = {}
         self.training_jobs = self.register(TRAINING_KIND, Store(index_label=TUNING_JOB_LABEL))
         self.jobs = self.register("Job", Store(index_label=JOB_NAME_LABEL, trim=trim_job))
         self.pods = self.register("Pod", Store(index_label=POD_JOB_LABEL, trim=trim_pod))
+        self.tuning_jobs = self.register(TUNING_KIND, Store())
 
     def register(self, kind: str, store: Store) -> Store:
         if kind in self.stores:

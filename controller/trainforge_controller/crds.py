@@ -100,9 +100,7 @@ def _tuning_schema() -> tuple[dict[str, Any], dict[str, Any], int]:
     _bound(template)
     template.setdefault("x-kubernetes-validations", []).append({
         **_OUTPUT_RULE, "message": "spec.trainingJobTemplate.output.uri must differ from every inputs[].uri"})
-    status = openapi_schema(TuningJobStatus)
-    status["properties"]["observedGeneration"] = {"type": "integer", "format": "int64"}
-    return spec, status, MAX_TUNING_NAME
+    return spec, openapi_schema(TuningJobStatus), MAX_TUNING_NAME
 
 
 def crd(kind: str = TRAINING_KIND) -> dict[str, Any]:

@@ -19,13 +19,17 @@ from typing import Any, Callable, Protocol
 from kubernetes import client, config, watch
 from trainforge.uris import redact_userinfo
 
-from trainforge.names import GROUP, JOB_NAME_LABEL, MANAGED_BY, TRAINING_KIND, TRAINING_PLURAL, VERSION
+from trainforge.names import (
+    GROUP, JOB_NAME_LABEL, MANAGED_BY, TRAINING_KIND, TRAINING_PLURAL, TUNING_JOB_LABEL, TUNING_KIND, TUNING_PLURAL,
+    VERSION,
+)
 
-from .cache import Cache, job_mark, pod_mark, training_job_mark
+from .cache import Cache, job_mark, pod_mark, training_job_mark, trial_mark
 from .errors import RetryableError
 from .leader import LeaderElector
 from .reconciler import Reconciler
 from .settings import ControllerSettings
+from .tuning import TuningReconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
@@ -87,6 +91,12 @@ def _by_label(kind: str, label: str) -> Callable[[Obj], Key | None]:
     return owner
 
 
+def _trial_ended(obj: Obj) -> bool:
+    """A trial that just ended leaves room for the next: that wait is what
+    the GPUs feel, so it goes ahead of follow-up passes."""
+    return (obj.get("status") or {}).get("phase") in ("Completed", "Failed", "Stopped")
+
+
 class Controller:
     """The manager: informers fill one cache and queue keys; workers hand each
     key to the reconciler of its kind."""
@@ -99,7 +109,9 @@ class Controller:
         self.namespace = namespace
         self.cache = Cache()
         self.reconciler = Reconciler(api, self.settings, cache=self.cache, **reconciler_options)
-        self.reconcilers: dict[str, Reconciles] = {TRAINING_KIND: self.reconciler}
+        self.tuning = TuningReconciler(api, self.settings, self.cache, self.reconciler.credentials,
+                                       self.reconciler._event, clock=self.reconciler.clock)
+        self.reconcilers: dict[str, Reconciles] = {TRAINING_KIND: self.reconciler, TUNING_KIND: self.tuning}
         self.queue: WorkQueue[Key] = WorkQueue()
         self.workers = workers
         self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
@@ -127,8 +139,12 @@ class Controller:
         # A job without a status has never been reconciled: it waits for its
         # first Job, so it goes ahead of every follow-up pass.
         return [
+            # A trial's phase change concerns its tuning job too (room for the next trial).
             Informer(TRAINING_KIND, *self._custom(TRAINING_PLURAL), (
-                Handler(training_job_mark, _self(TRAINING_KIND), urgent=lambda obj: not obj.get("status")),)),
+                Handler(training_job_mark, _self(TRAINING_KIND), urgent=lambda obj: not obj.get("status")),
+                Handler(trial_mark, _by_label(TUNING_KIND, TUNING_JOB_LABEL), urgent=_trial_ended))),
+            Informer(TUNING_KIND, *self._custom(TUNING_PLURAL), (
+                Handler(training_job_mark, _self(TUNING_KIND), urgent=lambda obj: not obj.get("status")),)),
             Informer("Job", *self._core(client.BatchV1Api(self.api), "job"),
                      (Handler(job_mark, to_training_job),), label_selector=managed),
             Informer("Pod", *self._core(client.CoreV1Api(self.api), "pod"),

@@ -25,6 +25,7 @@ TRIAL_LABEL = f"{GROUP}/trial"                # a trial TrainingJob -> its trial
 # -- annotations -------------------------------------------------------------------
 STOP_ANNOTATION = f"{GROUP}/stop"                  # "true": stop the job (or tuning job)
 STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"    # why a tuning job stopped a trial
+EARLY_STOP_ANNOTATION = f"{GROUP}/early-stopped"   # "true": stopped by an early-stopping rule
 JOB_SPEC_ANNOTATION = f"{GROUP}/job-spec"          # the TrainingJob the stagers read
 CREDENTIALS_EXPIRY_ANNOTATION = f"{GROUP}/credentials-expire"
 
