@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.controller.test_reconcile import GPU_16X, Harness, harness  # noqa: F401 - the fixture
 from tests.infra.waiting import wait_until
 from trainforge.names import GROUP, TRAINING_PLURAL, TUNING_JOB_LABEL, TUNING_PLURAL, VERSION
@@ -157,3 +159,35 @@ def test_invalid_tuning_jobs_are_refused_by_the_apiserver_or_fail_with_a_field_p
     assert status["failureReason"].startswith("invalid spec: spec.objective.metric: 'val:acc' is not a metric"), status
     assert next(c for c in status["conditions"] if c["type"] == "Failed")["reason"] == "InvalidSpec"
     assert trials(h, "nometric") == {}
+
+
+def test_sdk_tuning_on_the_cluster(harness: Harness) -> None:
+    """submit_tuning / the handle / TuningJobAnalytics with backend kubernetes:
+    the custom resource in, the trial table out (children + object store)."""
+    from trainforge.backends.kubernetes_tuning import KubernetesTuning
+    from trainforge.errors import JobNotFound
+    from trainforge.tuning_client import TuningJobAnalytics, submit_tuning
+
+    h = harness
+    backend = KubernetesTuning(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
+                               output=h.bucket.uri("models/"))
+    put_metrics(h, "sdk-grid-000", [0.5, 0.8])
+    put_metrics(h, "sdk-grid-001", [0.6, 0.9])
+    document = {"metadata": {"name": "sdk-grid"}, "spec": {
+        "trainingJobTemplate": template(h), "objective": {"metric": METRIC},
+        "parameters": [{"name": "lr", "type": "Categorical", "values": ["0.01", "0.1"]}],
+        "strategy": {"type": "Grid"}, "limits": {"maxTrials": 10, "maxParallelTrials": 2}}}
+    handle = submit_tuning(document, backend=backend)
+    status = handle.wait(timeout=45)
+    assert status.phase == "Completed" and status.trials.completed == 2
+    assert [job.name for job in handle.trials()] == ["sdk-grid-000", "sdk-grid-001"]
+    best = handle.best_trial()
+    assert best is not None and best.name == "sdk-grid-001"
+    frame = TuningJobAnalytics("sdk-grid", backend=backend).dataframe()
+    assert sorted(frame["lr"]) == ["0.01", "0.1"]
+    assert sorted(frame["FinalObjectiveValue"]) == [0.8, 0.9]
+    assert set(frame["TrainingJobStatus"]) == {"Completed"}
+    assert [t.name for t in backend.list()] == ["sdk-grid"]
+    assert [r.final_objective for r in backend.records("sdk-grid")] == [0.8, 0.9]
+    with pytest.raises(JobNotFound, match="sdk-grid-x"):
+        backend.get("sdk-grid-x")
