@@ -51,6 +51,7 @@ Obj = dict[str, Any]
 # is ~40 ms of its time under load), so threads, not cores, bound how fast a
 # burst of submissions gets its Jobs (bench/controller_scale.py).
 DEFAULT_WORKERS = 16
+MISSING_KIND_RETRY_SECONDS = 30
 
 
 class Reconciles(Protocol):
@@ -215,6 +216,18 @@ class Controller:
                     else:  # never back over a newer copy (a write's own response)
                         store.upsert(obj, newer_only=True)
                         changed(obj)
+            except client.ApiException as exc:
+                version = None
+                if exc.status == 404:
+                    # Its CRD is not installed (yet): an empty store, so the other
+                    # kinds' reconcilers are not held up; looked for again later.
+                    log.warning("%s: no such resource on the apiserver (is its CRD installed?); "
+                                "retrying every %d s", informer.kind, MISSING_KIND_RETRY_SECONDS)
+                    store.replace([])
+                    stop.wait(MISSING_KIND_RETRY_SECONDS)
+                else:
+                    log.warning("%s watch restarts: %s %s", informer.kind, exc.status, exc.reason)
+                    stop.wait(1)
             except Exception as exc:  # noqa: BLE001 - a watch must survive anything
                 version = None
                 log.warning("%s watch restarts: %s", informer.kind, exc)
