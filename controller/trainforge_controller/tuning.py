@@ -160,6 +160,9 @@ class TuningReconciler:
         self.clock = clock
         self._series_lock = threading.Lock()
         self._finished: dict[str, list[Any]] = {}  # trial uid -> its metric records, once it has ended
+        # trial uid -> (resourceVersion, the parsed TrainingJob): a pass parses
+        # only the trials that changed (1,000 parses took ~1 s a pass).
+        self._parsed: dict[str, tuple[str, TrainingJob]] = {}
 
     def reconcile(self, namespace: str, name: str) -> Result:
         try:
@@ -197,7 +200,7 @@ class TuningReconciler:
         out = []
         for number, raw in sorted(trials.items()):
             try:
-                job = TrainingJob.model_validate(_wire(raw))
+                job = self._parse(raw)
             except ValidationError:
                 # Its own reconciler fails it; until then it counts as pending.
                 out.append(TrialRecord(number=number, name=raw["metadata"]["name"], hyperparameters={},
@@ -210,6 +213,23 @@ class TuningReconciler:
                 metric_records = self._metric_records(job, raw)
             out.append(trial_record(tuning.spec, number, job, metric_records, number in stops))
         return out
+
+    def _parse(self, raw: Obj) -> TrainingJob:
+        meta = raw["metadata"]
+        held = self._parsed.get(meta["uid"])
+        if held is not None and held[0] == meta.get("resourceVersion"):
+            return held[1]
+        job = TrainingJob.model_validate(_wire(raw))
+        self._parsed[meta["uid"]] = (meta.get("resourceVersion", ""), job)
+        return job
+
+    def forget(self, trials: dict[int, Obj]) -> None:
+        """A finished tuning job's trials leave the memos."""
+        for raw in trials.values():
+            uid = raw["metadata"]["uid"]
+            self._parsed.pop(uid, None)
+            with self._series_lock:
+                self._finished.pop(uid, None)
 
     def _metric_records(self, job: TrainingJob, raw: Obj) -> list[Any]:
         uid = raw["metadata"]["uid"]
@@ -253,6 +273,7 @@ class TuningReconciler:
                 problems = "; ".join(f"spec.{'.'.join(map(str, p))}: {m}" for p, m in exc.problems)
             return self._write(raw, failed_status(old, f"invalid spec: {problems}", "InvalidSpec", now))
         if old.phase in FINISHED:
+            self.forget(self.trials(raw))
             return Result(phase=old.phase)
         uid = raw["metadata"]["uid"]
         trials = self.trials(raw)
