@@ -6,6 +6,7 @@ metrics) the test writes into MinIO itself, before the trial ends."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,25 +162,47 @@ def test_invalid_tuning_jobs_are_refused_by_the_apiserver_or_fail_with_a_field_p
     assert trials(h, "nometric") == {}
 
 
-def test_sdk_tuning_on_the_cluster(harness: Harness) -> None:
-    """submit_tuning / the handle / TuningJobAnalytics with backend kubernetes:
-    the custom resource in, the trial table out (children + object store)."""
+def test_cli_and_sdk_tuning_on_the_cluster(harness: Harness, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trainforge tune SPEC --backend kubernetes --wait`` (the current
+    kubeconfig's namespace), then the handle and TuningJobAnalytics with the
+    kubernetes backend: the custom resource in, the trial table out (children +
+    object store)."""
+    from click.testing import CliRunner
+
     from trainforge.backends.kubernetes_tuning import KubernetesTuning
+    from trainforge.cli import main
     from trainforge.errors import JobNotFound
-    from trainforge.tuning_client import TuningJobAnalytics, submit_tuning
+    from trainforge.tuning_client import TuningJobAnalytics, get_tuning_job
 
     h = harness
-    backend = KubernetesTuning(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
-                               output=h.bucket.uri("models/"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(Path(h.kube.kubeconfig).read_text())
+    h.kube.kubectl("config", "set-context", "--current", f"--namespace={h.ns}", f"--kubeconfig={kubeconfig}")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("TRAINFORGE_K8S_OUTPUT", h.bucket.uri("models/"))
+    monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path / "home"))
+    for key, value in h.bucket.env().items():
+        monkeypatch.setenv(key, value)
     put_metrics(h, "sdk-grid-000", [0.5, 0.8])
     put_metrics(h, "sdk-grid-001", [0.6, 0.9])
-    document = {"metadata": {"name": "sdk-grid"}, "spec": {
+    document = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuningJob", "metadata": {"name": "sdk-grid"}, "spec": {
         "trainingJobTemplate": template(h), "objective": {"metric": METRIC},
         "parameters": [{"name": "lr", "type": "Categorical", "values": ["0.01", "0.1"]}],
         "strategy": {"type": "Grid"}, "limits": {"maxTrials": 10, "maxParallelTrials": 2}}}
-    handle = submit_tuning(document, backend=backend)
-    status = handle.wait(timeout=45)
-    assert status.phase == "Completed" and status.trials.completed == 2
+    spec = tmp_path / "tuning.json"
+    spec.write_text(json.dumps(document))
+    result = CliRunner().invoke(main, ["tune", str(spec), "--backend", "kubernetes", "--wait", "--timeout", "60",
+                                       "-o", "json"])
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.stdout)
+    assert final["status"]["phase"] == "Completed" and final["status"]["trials"]["completed"] == 2
+    listed = CliRunner().invoke(main, ["tuning", "list", "--backend", "kubernetes", "-o", "json"])
+    assert listed.exit_code == 0 and "sdk-grid" in listed.stdout, listed.output
+
+    backend = KubernetesTuning(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
+                               output=h.bucket.uri("models/"))
+    handle = get_tuning_job("sdk-grid", backend="kubernetes")
     assert [job.name for job in handle.trials()] == ["sdk-grid-000", "sdk-grid-001"]
     best = handle.best_trial()
     assert best is not None and best.name == "sdk-grid-001"

@@ -38,6 +38,8 @@ class KubernetesBackend:
         self._output = output or os.environ.get("TRAINFORGE_K8S_OUTPUT", "s3://trainforge/jobs/")
         self._data_root = data_root or os.environ.get("TRAINFORGE_K8S_DATA_ROOT", "s3://trainforge/data/")
         if api_client is None:
+            # Read now: the client reads $KUBECONFIG once, when it is first imported.
+            kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
             try:
                 api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
                 if namespace is None:
