@@ -299,8 +299,9 @@ def run(args: argparse.Namespace) -> None:
         def line(label: str, values: list[float]) -> str:
             if not values:
                 return f"{label}: no samples"
-            return (f"{label}: p50 {statistics.median(values) * 1000:.0f} ms  p99 {percentile(values, 99) * 1000:.0f} ms"
-                    f"  max {max(values) * 1000:.0f} ms  ({len(values)} trials)")
+            return (f"{label}: p50 {statistics.median(values) * 1000:.0f} ms  "
+                    f"p99 {percentile(values, 99) * 1000:.0f} ms  max {max(values) * 1000:.0f} ms  "
+                    f"({len(values)} trials)")
 
         print()
         print(f"== one TuningJob: {args.trials} trials, {args.parallel} in parallel, {args.instance} each, "

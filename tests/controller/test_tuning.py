@@ -64,7 +64,7 @@ def wait_tuning(h: Harness, name: str, phase: str, timeout: float = 45) -> dict[
     return tuning(h, name)
 
 
-def test_trials_run_with_bounded_parallelism_and_the_best_is_found(harness: Harness) -> None:
+def test_trials_run_with_bounded_parallelism_and_the_best_is_found(harness: Harness) -> None:  # noqa: F811
     """Suspended trials (as under Kueue) hold their slots: never more than
     maxParallelTrials exist unfinished; each one that ends makes room for the next."""
     h = harness
@@ -102,7 +102,7 @@ def test_trials_run_with_bounded_parallelism_and_the_best_is_found(harness: Harn
     assert printed.split("\n")[1].split()[:6] == ["tune", "Completed", "4", "0", "0", "0.93"]
 
 
-def test_controller_killed_mid_tuning_loses_and_duplicates_nothing(harness: Harness) -> None:
+def test_controller_killed_mid_tuning_loses_and_duplicates_nothing(harness: Harness) -> None:  # noqa: F811
     """Trials waiting for GPUs (16 GPUs, nodes of 8) hold their slots; killed
     and restarted -- twice over, two controllers at once -- the controller
     rebuilds the search from the trials and creates no trial twice."""
@@ -140,7 +140,8 @@ def test_controller_killed_mid_tuning_loses_and_duplicates_nothing(harness: Harn
     assert sorted(trials(h, "gpus")) == ["gpus-000", "gpus-001", "gpus-002", "gpus-003"]
 
 
-def test_invalid_tuning_jobs_are_refused_by_the_apiserver_or_fail_with_a_field_path(harness: Harness) -> None:
+def test_invalid_tuning_jobs_are_refused_by_the_apiserver_or_fail_with_a_field_path(
+        harness: Harness) -> None:  # noqa: F811
     h = harness
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TuningJob", "metadata": {"name": "bad"},
             "spec": {"trainingJobTemplate": template(h), "objective": {"metric": METRIC},
@@ -162,7 +163,7 @@ def test_invalid_tuning_jobs_are_refused_by_the_apiserver_or_fail_with_a_field_p
     assert trials(h, "nometric") == {}
 
 
-def test_cli_and_sdk_tuning_on_the_cluster(harness: Harness, tmp_path: Path,
+def test_cli_and_sdk_tuning_on_the_cluster(harness: Harness, tmp_path: Path,  # noqa: F811
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """``trainforge tune SPEC --backend kubernetes --wait`` (the current
     kubeconfig's namespace), then the handle and TuningJobAnalytics with the
