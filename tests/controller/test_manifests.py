@@ -15,7 +15,8 @@ def test_kustomization_and_sample_pass_server_side_dry_run(kube: Any, trainforge
     # A dry run cannot create a namespace for the objects that follow it.
     kube.kubectl("apply", "-f", str(K8S / "controller" / "namespace.yaml"))
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", str(K8S))
-    kube.kubectl("apply", "--dry-run=server", "-n", "default", "-f", str(K8S / "samples" / "mnist.json"))
+    for sample in ("mnist.json", "mnist-tuning.json"):
+        kube.kubectl("apply", "--dry-run=server", "-n", "default", "-f", str(K8S / "samples" / sample))
 
 
 @pytest.fixture(scope="module")
