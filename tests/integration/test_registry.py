@@ -7,7 +7,6 @@ registers a model trained for real."""
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import threading
 from collections.abc import Iterator

@@ -8,7 +8,8 @@ Exit codes scripts can rely on:
 
 from __future__ import annotations
 
-from . import models as _models  # noqa: F401  (registers models, gate and retrain on main)
+from . import models as _models  # noqa: F401  (registers models on main)
+from . import retraining as _retraining  # noqa: F401  (registers gate and retrain on main)
 from . import tuning as _tuning  # noqa: F401  (registers tune and tuning on main)
 from .commands import main
 

@@ -137,7 +137,7 @@ def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str |
         out.print(job.name, markup=False)
 
 
-def follow_until_finished(job: client.Job, timeout: float | None) -> None:
+def follow_until_finished(job: client.Job, timeout: float | None, to_stderr: bool = False) -> None:
     """Print the job's log while waiting for its end; TimeoutError after
     ``timeout`` seconds even when the trainer is silent (the log is followed on
     a thread, the deadline is kept here)."""
@@ -148,7 +148,7 @@ def follow_until_finished(job: client.Job, timeout: float | None) -> None:
             for line in job.logs(follow=True):
                 if quit_printing.is_set():
                     return
-                click.echo(line)  # the trainer's output, as `trainforge logs` prints it
+                click.echo(line, err=to_stderr)  # the trainer's output, as `trainforge logs` prints it
         except TrainforgeError:
             pass  # the status printed afterwards says what happened
 

@@ -33,18 +33,18 @@ def version_lines(found: ModelVersion, aliases: dict[str, int]) -> list[str]:
     image, data, ci = lineage["image"], lineage["data"], lineage.get("ci")
     pointing = sorted(a for a, v in aliases.items() if v == found.version)
     lines = [
-        f"model       {render.printable(found.name)}@{found.version}"
-        + (f"  ({', '.join(pointing)})" if pointing else ""),
-        f"registered  {doc['registeredAt']}" + (f" by {render.printable(doc['registeredBy'])}"
-                                                if doc.get("registeredBy") else ""),
+        (f"model       {render.printable(found.name)}@{found.version}"
+         + (f"  ({', '.join(pointing)})" if pointing else "")),
+        (f"registered  {doc['registeredAt']}"
+         + (f" by {render.printable(doc['registeredBy'])}" if doc.get("registeredBy") else "")),
         f"job         {render.printable(lineage['job']['name'])} ({lineage['job']['backend']}, "
         f"namespace {lineage['job']['namespace']})",
-        f"image       {render.printable(image['ref'])}  "
-        + (render.printable(image.get("digest") or image.get("id") or f"no digest: {image.get('reason')}")),
-        f"data        sha256 {data['sha256'][:16]}  "
-        + ", ".join(f"{render.printable(k)}: {v['objects']} objects, {v['bytes']} bytes"
-                    for k, v in sorted(data["channels"].items())),
-        f"hparams     " + " ".join(f"{render.printable(k)}={render.printable(v)}"
+        (f"image       {render.printable(image['ref'])}  "
+         + render.printable(image.get("digest") or image.get("id") or f"no digest: {image.get('reason')}")),
+        (f"data        sha256 {data['sha256'][:16]}  "
+         + ", ".join(f"{render.printable(k)}: {v['objects']} objects, {v['bytes']} bytes"
+                     for k, v in sorted(data["channels"].items()))),
+        "hparams     " + " ".join(f"{render.printable(k)}={render.printable(v)}"
                                    for k, v in sorted(lineage["hyperparameters"].items())),
         f"metrics     {metrics_text(lineage['metrics'])}",
         f"model file  {render.printable(doc['model']['uri'])} ({doc['model']['bytes']} bytes, "
