@@ -91,6 +91,10 @@ def _metric(metrics: Mapping[str, float], name: str, whose: str) -> float:
     return float(metrics[name])
 
 
+def _change(worse: float) -> str:
+    return f"worse by {worse:.6g}" if worse > 0 else f"better by {-worse:.6g}" if worse < 0 else "equal"
+
+
 def evaluate(rule: GateRule, metrics: Mapping[str, float], champion: Champion | None = None,
              candidate: str = "the job") -> GateResult:
     """Every check of ``rule`` on the candidate's final ``metrics``."""
@@ -112,8 +116,7 @@ def evaluate(rule: GateRule, metrics: Mapping[str, float], champion: Champion | 
             worse = champion_value - value if rule.direction == "maximize" else value - champion_value
             checks.append(Check("regression", worse <= allowed,
                                 f"{shown} vs {champion_value:.6g} of {champion.ref} (version {champion.version}): "
-                                f"{'worse' if worse > 0 else 'not worse'} by {abs(worse):.6g} "
-                                f"(at most {allowed:g} allowed)"))
+                                f"{_change(worse)} (at most {allowed:g} worse allowed)"))
     if not checks:
         raise GateError("a gate needs --min, --max or --vs: with none it would pass anything")
     if math.isnan(value):
@@ -123,7 +126,7 @@ def evaluate(rule: GateRule, metrics: Mapping[str, float], champion: Champion | 
 
 # --- the report ------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+!|~])")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
