@@ -259,3 +259,30 @@ def test_store_without_a_registry_setting_uses_the_embedded_default(tmp_path: Pa
     assert str(ModelRegistry().root) == "local://trainforge-registry/"
     monkeypatch.setenv("TRAINFORGE_REGISTRY", "s3://models/registry")
     assert load_settings().registry == "s3://models/registry"
+
+
+def test_container_jobs_record_the_image_id_from_the_engine(container_engine: Any, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """The container backend's lineage: image inspect on the engine (its ID, and
+    the repo digest where it has one: Podman keeps one even for a local image);
+    a tag the engine does not have is null with the reason."""
+    from trainforge.registry.registry import image_lineage
+
+    monkeypatch.setenv("DOCKER_HOST", container_engine.docker_host)
+    job = TrainingJob.model_validate({"metadata": {"name": "c"}, "spec": {"image": container_engine.base_image}})
+    found = image_lineage(job, "container")
+    client = container_engine.docker_client()
+    try:
+        attrs = client.images.get(container_engine.base_image).attrs
+    finally:
+        client.close()
+    assert found["ref"] == container_engine.base_image and found["id"] == attrs["Id"]
+    assert found["id"].startswith("sha256:")
+    if attrs.get("RepoDigests"):
+        assert found["digest"] == attrs["RepoDigests"][0] and "@sha256:" in found["digest"]
+        assert found["reason"] is None
+    else:
+        assert found["digest"] is None and "never pushed to or pulled from a registry" in found["reason"]
+    gone = image_lineage(job.model_copy(update={"spec": job.spec.model_copy(update={"image": "localhost/none:x"})}),
+                         "container")
+    assert gone["id"] is None and "no longer on the container engine" in gone["reason"]
