@@ -7,6 +7,7 @@ registers a model trained for real."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from trainforge.config import load_settings
 from trainforge.errors import (
-    AliasConflict, InvalidModelRef, ModelNotFound, NotRegistrable, PreconditionFailed,
+    AliasConflict, IntegrityError, InvalidModelRef, ModelNotFound, NotRegistrable, PreconditionFailed,
 )
 from trainforge.registry import ModelRegistry
 from trainforge.spec import TrainingJob
@@ -249,6 +250,23 @@ def test_refused_requests_say_why_and_write_nothing(place: Place) -> None:
     with pytest.raises(AliasConflict, match="points at nothing, not 3"):
         reg.promote("digits", 1, "production", expect=3)
     assert open_store(place.bucket).list(place.uri("registry/default/digits/aliases/")) == []
+
+
+def test_download_refuses_a_tampered_version(place: Place, tmp_path: Path) -> None:
+    reg = registry(place)
+    version = reg.register(completed_job(place, "digits-t", 0.9), "digits", backend="process")
+    store = open_store(place.bucket)
+    store.write_bytes(version.model_uri, model_archive("swapped weights"))
+    with pytest.raises(IntegrityError, match="SHA-256 .* differs from version 1's record"):
+        reg.download("digits@1", tmp_path / "a")
+    elsewhere = place.uri("elsewhere/model.tar.gz")
+    store.write_bytes(elsewhere, model_archive("other"))
+    document = json.loads(store.read_bytes(version.uri))
+    document["model"]["uri"] = elsewhere
+    store.write_bytes(version.uri, json.dumps(document).encode())
+    with pytest.raises(IntegrityError, match="names its model at .*elsewhere"):
+        reg.download("digits@1", tmp_path / "b")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
 
 
 def test_store_without_a_registry_setting_uses_the_embedded_default(tmp_path: Path,

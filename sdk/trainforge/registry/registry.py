@@ -262,7 +262,10 @@ class ModelRegistry:
                 self.versions(ref.name)  # ModelNotFound naming the model when it has no versions at all
                 raise ModelNotFound(f"model {ref.name!r} has no alias {ref.alias!r}")
             return self._read(layout, state.version)
-        return self.versions(ref.name)[-1]
+        numbers = docs.numbers_in(layout, self.store.list(layout.versions_prefix), "version.json")
+        if not numbers:
+            raise ModelNotFound(f"no model {ref.name!r} in namespace {self.namespace} of {self.root}")
+        return self._read(layout, numbers[-1])
 
     # --- promote -------------------------------------------------------------------
     def promote(self, name: str, version: int, alias: str, *, expect: Any = UNSET,
@@ -299,6 +302,9 @@ class ModelRegistry:
         """Unpack the version's model into ``target`` as untrusted input (nothing
         lands outside it) after checking its SHA-256 against the version."""
         found = self.get(ref)
+        expected = str(self._layout(found.name).model(found.version))
+        if found.model_uri != expected:  # a version's model is its own, never an object elsewhere
+            raise IntegrityError(f"{found.uri} names its model at {found.model_uri}, not {expected}")
         with tempfile.TemporaryDirectory(prefix="trainforge-model-") as tmp:
             archive = os.path.join(tmp, "model.tar.gz")
             self.store.download_file(found.model_uri, archive)
