@@ -229,6 +229,17 @@ class ModelRegistry:
             raise ModelRegistryError(f"{uri} is not a version document: {exc}") from None
         return ModelVersion(document, str(uri))
 
+    def find_by_job(self, name: str, job: str, namespace: str) -> ModelVersion | None:
+        """The version registered from ``namespace/job``, if any: a controller that
+        registered and then died before its status write must not register twice."""
+        layout = self._layout(name)
+        for number in reversed(docs.numbers_in(layout, self.store.list(layout.versions_prefix), "version.json")):
+            found = self._read(layout, number)
+            source = found.document["lineage"]["job"]
+            if source.get("name") == job and source.get("namespace") == namespace:
+                return found
+        return None
+
     def alias(self, name: str, alias: str) -> AliasState:
         """Where ``alias`` points now (version None: not set)."""
         uri = self._layout(name).alias(alias)
