@@ -146,7 +146,7 @@ def test_conditional_writes_have_one_winner(place: Place) -> None:
     with pytest.raises(PreconditionFailed, match="already there"):
         store.create_only(uri, b"again")
     for round_ in range(3):
-        data, etag = store.read_with_etag(uri)
+        _, etag = store.read_with_etag(uri)
         barrier = threading.Barrier(6)
         outcome: list[str] = []
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -154,7 +153,7 @@ def retrain(ctx: click.Context, spec: Path, model: str, metric: str, minimum: fl
         if candidate.is_dir():
             job_doc.spec.image = str(candidate.resolve())
     registry = open_registry(registry_root, namespace)
-    say: Callable[[str], None] = lambda line: err.print(render.printable(line), markup=False)  # noqa: E731
+    say: Callable[[str], None] = lambda line: err.print(render.printable(line), markup=False)
 
     def follow(job: client.Job, deadline: float | None) -> None:
         # the trainer's log and each step go to stderr: stdout is the report (-o json: the document)

@@ -34,7 +34,7 @@ class RetrainingGate(_Model):
     direction: Literal["maximize", "minimize"] = "maximize"
 
     @model_validator(mode="after")
-    def _has_a_rule(self) -> "RetrainingGate":
+    def _has_a_rule(self) -> RetrainingGate:
         if self.min is None and self.max is None and self.max_regression is None:
             raise ValueError("a gate needs min, max or maxRegression: with none it would pass anything")
         return self
@@ -73,7 +73,7 @@ class RetrainingPolicySpec(_Model):
         return value
 
     @model_validator(mode="after")
-    def _has_a_trigger(self) -> "RetrainingPolicySpec":
+    def _has_a_trigger(self) -> RetrainingPolicySpec:
         if self.schedule is None and self.data_trigger is None:
             raise ValueError("a policy needs a schedule, a dataTrigger or both")
         if self.data_trigger is not None and not (self.data_trigger.uris or self.training_job_template.inputs):
