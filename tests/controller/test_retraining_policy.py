@@ -134,3 +134,55 @@ def test_policy_fires_on_data_and_schedule_gates_registers_promotes(
     assert registry.aliases("digits") == {"production": 2}
     assert registry.get("digits@production").job_name == "digits-3"
     assert [r["job"] for r in policy()["status"]["history"]] == ["digits-3", "digits-2", "digits-1"]
+
+
+def test_the_controllers_loop_drives_a_policy_to_production(
+        policy_crd: Path, kube_api: Any, kube_namespace: str, minio_bucket: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop the controller starts: a new policy is picked up, its run
+    followed while active, and the completed run promoted, with no pass driven
+    by hand."""
+    import threading
+
+    from kubernetes import client
+    from trainforge.registry import ModelRegistry
+    from trainforge.storage import open_store
+    from trainforge_controller.retraining.loop import RetrainingLoop
+
+    from tests.infra.waiting import wait_until
+
+    use_s3(monkeypatch, tmp_path / "home", minio_bucket.endpoint, minio_bucket.access_key, minio_bucket.secret_key,
+           minio_bucket.region)
+    store = open_store(minio_bucket.uri())
+    store.write_bytes(minio_bucket.uri("data/part-0.csv"), b"1\n")
+    custom = client.CustomObjectsApi(kube_api)
+    ns = kube_namespace
+    custom.create_namespaced_custom_object("trainforge.dev", "v1alpha1", ns, "retrainingpolicies", {
+        "apiVersion": "trainforge.dev/v1alpha1", "kind": "RetrainingPolicy", "metadata": {"name": "loop"},
+        "spec": {"trainingJobTemplate": {"image": "reg.example/digits:1",
+                                         "inputs": [{"channel": "train", "uri": minio_bucket.uri("data/")}],
+                                         "metrics": [{"name": "acc", "regex": "acc=([0-9.]+)"}]},
+                 "dataTrigger": {}, "gate": {"metric": "acc", "min": 0.5},
+                 "model": {"name": "loop", "registry": minio_bucket.uri("registry/"), "promoteTo": "production"}}})
+    stop = threading.Event()
+    thread = threading.Thread(target=RetrainingLoop(kube_api, ns, poll_seconds=0.2).run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        def child() -> Any:
+            try:
+                return custom.get_namespaced_custom_object("trainforge.dev", "v1alpha1", ns, "trainingjobs", "loop-1")
+            except client.ApiException:
+                return None
+
+        wait_until(child, timeout=30, what="the policy's first TrainingJob")
+        model = minio_bucket.uri(f"artifacts/{ns}/loop-1/output/model.tar.gz")
+        store.write_bytes(model, model_tar("loop-1"))
+        custom.patch_namespaced_custom_object_status("trainforge.dev", "v1alpha1", ns, "trainingjobs", "loop-1", {
+            "status": {"phase": "Completed", "finalMetrics": {"acc": 0.8}, "artifacts": {"model": model}}})
+        registry = ModelRegistry(minio_bucket.uri("registry/"), namespace=ns)
+        wait_until(lambda: registry.alias("loop", "production").version == 1, timeout=30,
+                   what="loop@production = 1")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
