@@ -122,6 +122,7 @@ def test_the_ci_examples_retrain_gate_register_and_promote(ci_bucket: Bucket, tm
     assert first["metrics"]["validation:accuracy"] >= 0.9
     text = summary.read_text()
     assert "Gate passed" in text and "Registered **digits@1**" in text and "Promoted `production`" in text
+    assert "Learning curves: gate/curves.png (in the run's artifacts)." in text and "![" not in text
     assert (checkout / "gate" / "curves.png").stat().st_size > 0
     assert "digits@1  (production)" in outputs[-1]
     assert "ci          github-actions 1111111111111111111111111111111111111111  " \

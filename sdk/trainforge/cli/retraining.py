@@ -55,9 +55,24 @@ def _plot_path(report_file: Path | None, plot: Path | None) -> Path | None:
     return report_file.with_name(report_file.stem + "-curves.png")
 
 
+def _step_summary(report_file: Path | None) -> bool:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return report_file is not None and bool(summary) and report_file.resolve() == Path(summary).resolve()
+
+
+def _curves_note(report_file: Path | None, curves: Path | None) -> list[str]:
+    """A step summary cannot show a file of the runner: it names the PNG instead
+    (the workflow uploads it as an artifact)."""
+    if curves is None or not _step_summary(report_file):
+        return []
+    from ..gate import md
+
+    return [f"Learning curves: {md(os.path.relpath(curves.resolve()))} (in the run's artifacts)."]
+
+
 def _link(report_file: Path | None, curves: Path | None) -> str | None:
     """How the report names the PNG: relative to the report's folder where it can."""
-    if curves is None:
+    if curves is None or _step_summary(report_file):
         return None
     base = report_file.resolve().parent if report_file is not None else Path.cwd()
     try:
@@ -94,7 +109,8 @@ def gate(ctx: click.Context, job: str, metric: str, minimum: float | None, maxim
     handle = client.get_job(job, backend=_backend(ctx))
     registry = open_registry(registry_root, namespace) if vs is not None else None
     outcome = gate_job(handle, rule, registry=registry, vs=vs, plot=_plot_path(report_file, plot))
-    text = report(outcome.result, handle.name, outcome.metrics, curves=_link(report_file, outcome.curves))
+    text = report(outcome.result, handle.name, outcome.metrics, curves=_link(report_file, outcome.curves),
+                  extra=_curves_note(report_file, outcome.curves))
     _write_report(text, report_file, fmt)
     if fmt == "json":
         emit_json({"job": handle.name, **outcome.result.to_dict(), "metrics": outcome.metrics,
@@ -167,7 +183,8 @@ def retrain(ctx: click.Context, spec: Path, model: str, metric: str, minimum: fl
         raise TimeoutError(f"{exc}; it goes on running (nothing was registered)") from None
     if outcome.gate is not None:
         text = report(outcome.gate.result, outcome.job, outcome.gate.metrics,
-                      curves=_link(report_file, outcome.gate.curves), extra=_next_steps(outcome))
+                      curves=_link(report_file, outcome.gate.curves),
+                      extra=_next_steps(outcome) + _curves_note(report_file, outcome.gate.curves))
         _write_report(text, report_file, fmt)
     if fmt == "json":
         emit_json(outcome.to_dict())
