@@ -284,6 +284,10 @@ class Controller:
         threads.append(threading.Thread(target=self._resync, args=(stop,), daemon=True))
         threads += [threading.Thread(target=self._work, args=(stop,), daemon=True)
                     for _ in range(self.workers)]
+        from .retraining.loop import RetrainingLoop  # RetrainingPolicies, until the manager watches them
+
+        threads.append(threading.Thread(target=RetrainingLoop(self.api, self.namespace).run, args=(stop,),
+                                        name="retraining", daemon=True))
         for t in threads:
             t.start()
         stop.wait()

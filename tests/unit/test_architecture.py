@@ -74,9 +74,9 @@ def test_shared_names_are_defined_once() -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(trainforge.__all__) == [
-        "Categorical", "Continuous", "Integer", "Job", "JobFailed", "SpecError", "TrainforgeError",
-        "TuningJobAnalytics", "get_job", "get_tuning_job", "list_jobs", "list_tuning_jobs", "submit",
-        "submit_job", "submit_tuning_job",
+        "Categorical", "Continuous", "Integer", "Job", "JobFailed", "ModelRegistry", "SpecError",
+        "TrainforgeError", "TuningJobAnalytics", "get_job", "get_tuning_job", "list_jobs", "list_tuning_jobs",
+        "register_model", "submit", "submit_job", "submit_tuning_job",
     ]
     for name in trainforge.__all__:
         assert hasattr(trainforge, name)
