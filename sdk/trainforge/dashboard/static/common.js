@@ -94,8 +94,9 @@ const TF = (() => {
     const opts = {
       width: w, height: height || 240, series, legend: {live: true},
       scales: {x: {time: false}},
-      axes: [{label: xLabel, labelSize: 20, size: 36, grid: {stroke: "#eef1f5"}},
-             {label: yLabel, labelSize: 20, size: 62, grid: {stroke: "#eef1f5"}, values: (u, vals) => vals.map(num)}],
+      axes: [{label: xLabel, labelSize: 20, size: 36, grid: {stroke: "#eef1f5"},
+              incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7]},
+             {label: yLabel.length > 26 ? yLabel.slice(0, 25) + "…" : yLabel, labelSize: 20, size: 62, grid: {stroke: "#eef1f5"}, values: (u, vals) => vals.map(num)}],
       cursor: {drag: {x: true, y: false}},
     };
     const plot = new uPlot(opts, data, target);

@@ -121,7 +121,7 @@
         h("td", {}, TF.badge(row.phase)), h("td", {text: TF.when(row.start_time)}),
         h("td", {class: "num", text: TF.duration(row.start_time, row.end_time)}),
         ...row.cells.map((v, i) => cols[i] === "tuning_job" && v ? h("td", {}, TF.tuningLink(v)) :
-          h("td", {class: typeof v === "number" || (v !== null && v !== "" && !isNaN(+v)) ? "num" : "",
+          h("td", {class: typeof v === "number" || (v !== null && v !== "" && !isNaN(+v)) ? "num" : "", title: v === null ? null : String(v),
                    text: cols[i] === "cost" ? TF.money(v) : cols[i] === "end_time" ? TF.when(v) : TF.num(v)}))));
     }
     if (!data.rows.length) body.appendChild(h("tr", {}, h("td", {colspan: cols.length + 5, class: "muted",

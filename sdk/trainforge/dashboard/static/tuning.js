@@ -102,7 +102,7 @@
           return [TF.num(+v.toPrecision(3)), f];
         });
       for (const [label, f] of ticks) ctx.fillText(String(label).slice(0, 14), xx - 5, y(f) + 4);
-      if (a.objective) { ctx.fillStyle = "#8a8f98"; ctx.fillText("stopped / failed", xx + 4 + 90, STOPPED_Y + 4); ctx.fillStyle = "#1d2430"; }
+      if (a.objective) { ctx.fillStyle = "#8a8f98"; ctx.fillText("stopped / failed", xx - 5, STOPPED_Y + 4); ctx.fillStyle = "#1d2430"; }
     });
     // Colour key.
     const kx = right + 30;
