@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,21 @@ class NotFound(TrainforgeError):
 class Series:
     version: Any
     data: dict[str, tuple[np.ndarray, np.ndarray]]
+    sampled: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def downsampled(self, metric: str, width: int) -> dict[str, Any]:
+        """The curve cut to ``width`` points (LTTB), cached per width."""
+        key = (metric, width)
+        found = self.sampled.get(key)
+        if found is None:
+            x, y = self.data[metric]
+            dx, dy = lttb(x, y, width)
+            found = {"x": _jsonable(dx), "y": _jsonable(dy), "points": int(len(x)),
+                     "last": None if not len(y) or not math.isfinite(y[-1]) else float(y[-1])}
+            if len(self.sampled) > 64:
+                self.sampled.clear()
+            self.sampled[key] = found
+        return found
 
 
 def _series_from_records(records: list[Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -142,12 +157,10 @@ class DashboardAPI:
         wanted = {n for n in params.get("names", "").split(",") if n}
         series = self.series(name)
         out = {}
-        for metric, (x, y) in sorted(series.data.items()):
+        for metric in sorted(series.data):
             if wanted and metric not in wanted:
                 continue
-            dx, dy = lttb(x, y, width)
-            out[metric] = {"x": _jsonable(dx), "y": _jsonable(dy), "points": int(len(x)),
-                           "last": None if not len(y) or not math.isfinite(y[-1]) else float(y[-1])}
+            out[metric] = series.downsampled(metric, width)
         return {"name": name, "width": width, "version": str(hash(series.version)), "series": out}
 
     def logs(self, name: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -186,9 +199,10 @@ class DashboardAPI:
             row = summary_row(job)
             runs.append({k: row[k] for k in ("name", "phase", "hyperparameters", "metrics", "billable_seconds",
                                              "cost", "instance", "tuning_job")})
-            for metric, (x, y) in self.series(name).data.items():
-                dx, dy = lttb(x, y, width)
-                curves.setdefault(metric, {})[name] = {"x": _jsonable(dx), "y": _jsonable(dy)}
+            series = self.series(name)
+            for metric in series.data:
+                sampled = series.downsampled(metric, width)
+                curves.setdefault(metric, {})[name] = {"x": sampled["x"], "y": sampled["y"]}
         differences = []
         for section in ("hyperparameters", "metrics"):
             keys = sorted({k for r in runs for k in r[section]})
