@@ -95,23 +95,32 @@ def test_runs_api_filters_sorts_and_loads_only_the_chosen_columns(env: Env) -> N
 
 
 def test_summary_index_reads_only_jobs_whose_status_changed(env: Env) -> None:
-    api = env.api
-    api.index.rows()
+    index = env.api.index
+    index.rows()
     calls: list[str] = []
-    backend = api.index.backend
+    backend = index.backend
     original = backend.get
     backend.get = lambda name: (calls.append(name), original(name))[1]  # type: ignore[method-assign]
+
+    def refresh(full: bool) -> list[str]:
+        calls.clear()
+        index._refreshed = float("-inf")
+        if full:
+            index._scanned = float("-inf")
+        index.rows()
+        return sorted(calls)
+
     try:
-        api.index._refreshed = float("-inf")
-        api.index.rows()
-        assert calls == []  # every job finished and unchanged: stats only
+        assert refresh(full=False) == []  # every job finished, no job added: nothing is read
+        assert refresh(full=True) == []   # a full scan stats status files, reads none unchanged
         status = env.home / "jobs" / "curve-fast" / "status.json"
         os.utime(status, ns=(time.time_ns(), time.time_ns()))
-        api.index._refreshed = float("-inf")
-        api.index.rows()
-        assert calls == ["curve-fast"]
+        assert refresh(full=True) == ["curve-fast"]
+        (env.home / "jobs" / "not-a-job").mkdir()  # the folder moves: a scan, and only jobs are read
+        assert refresh(full=False) == [] and "not-a-job" not in [r["name"] for r in index.rows()]
     finally:
         backend.get = original  # type: ignore[method-assign]
+        (env.home / "jobs" / "not-a-job").rmdir()
 
 
 def test_run_api_curves_are_downsampled_and_artifacts_download(env: Env) -> None:

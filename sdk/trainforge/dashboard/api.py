@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..errors import BackendError, JobNotFound, TrainforgeError
 from ..spec import check_job_name
 from .index import RunIndex, summary_row, tuning_rows
 from .lttb import lttb
-from .query import QueryError, column_catalog, parse_query, project, select
+from .query import QueryError, column_catalog, parse_query, project, select, select_sorted
 
 MAX_WIDTH = 4000           # points per curve a page may ask for
 MAX_COMPARE = 12           # runs overlaid at once
@@ -88,13 +88,22 @@ class DashboardAPI:
         self.tuning = tuning
         self.index = index or RunIndex(backend)
         self._series: dict[str, Series] = {}
+        self._ordered: dict[tuple[Any, ...], list[Any]] = {}
         self._series_lock = threading.Lock()
 
     # -- runs -------------------------------------------------------------------
     def runs(self, params: Mapping[str, str]) -> dict[str, Any]:
         query = parse_query(params)
         rows = self.index.rows()
-        total, page = select(rows, query)
+        key = (self.index.version, query.sort, query.descending)
+        ordered = self._ordered.get(key)
+        if ordered is None:  # sorted once per index version and sort order
+            ordered = select(rows, replace(query, status=frozenset(), labels=(), tuning_job=None, text="",
+                                           offset=0, limit=len(rows) or 1))[1]
+            if len(self._ordered) > 16:
+                self._ordered.clear()
+            self._ordered[key] = ordered
+        total, page = select_sorted(ordered, query)
         return {"total": total, "offset": query.offset, "limit": query.limit, "columns": list(query.columns),
                 "sort": query.sort, "descending": query.descending, "version": self.index.version,
                 "rows": [project(r, query.columns) for r in page]}

@@ -1,9 +1,12 @@
 """The summary index: one row per run, so list pages never parse every job.
 
 For local backends (the optional capability: a ``jobdir(name)`` and
-``settings.jobs_root``) a refresh lists the jobs folder and stats each job's
-``status.json``; only jobs whose status changed (or that have not finished:
-their supervisor may have died) are read again, through the backend. Other
+``settings.jobs_root``) a refresh reads again, through the backend, only the
+jobs that have not finished (their status moves; their supervisor may die).
+A finished job's status no longer changes, so while the jobs folder's own
+mtime stands still (no job created or deleted) nothing else is touched; when
+it moves, and every ``full_scan`` seconds anyway, the folder is listed and
+each job's ``status.json`` stat'd: only jobs whose stat changed are read. Other
 backends (kubernetes) are listed through ``backend.list()`` at most every
 ``ttl`` seconds. Either way the rows come from ``backend.get``/``list``: one
 code path for what a row says.
@@ -69,10 +72,13 @@ def summary_row(job: TrainingJob) -> dict[str, Any]:
 class RunIndex:
     """Rows for every run of one backend, refreshed at most every ``interval`` s."""
 
-    def __init__(self, backend: Any, interval: float = 1.0, ttl: float = 3.0):
+    def __init__(self, backend: Any, interval: float = 1.0, ttl: float = 3.0, full_scan: float = 30.0):
         self.backend = backend
         self.interval = interval
         self.ttl = ttl
+        self.full_scan = full_scan
+        self._root_stamp: tuple[int, int] | None = None
+        self._scanned = -math.inf
         self._lock = threading.Lock()
         self._rows: dict[str, dict[str, Any]] = {}
         self._stamps: dict[str, tuple[int, int]] = {}
@@ -106,6 +112,31 @@ class RunIndex:
 
     def _refresh_local(self) -> bool:
         root = self.backend.settings.jobs_root
+        try:
+            st = os.stat(root)
+            root_stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_nlink)
+        except OSError:
+            root_stamp = None
+        if root_stamp == self._root_stamp and time.monotonic() - self._scanned < self.full_scan:
+            return self._refresh_unfinished()
+        self._root_stamp, self._scanned = root_stamp, time.monotonic()
+        return self._scan(root)
+
+    def _refresh_unfinished(self) -> bool:
+        changed = False
+        for name, old in list(self._rows.items()):
+            if old["finished"]:
+                continue
+            try:
+                row = summary_row(self.backend.get(name))
+            except TrainforgeError:
+                continue
+            if row != old:
+                self._rows[name] = row
+                changed = True
+        return changed
+
+    def _scan(self, root: Any) -> bool:
         seen: set[str] = set()
         changed = False
         try:

@@ -143,6 +143,14 @@ def select(rows: Iterable[Mapping[str, Any]], query: RunQuery) -> tuple[int, lis
     return len(ordered), ordered[query.offset:query.offset + query.limit]
 
 
+def select_sorted(ordered: Sequence[Mapping[str, Any]], query: RunQuery) -> tuple[int, list[Mapping[str, Any]]]:
+    """As select, on rows already in the query's order (see api: one sort per index version)."""
+    if not (query.status or query.labels or query.tuning_job is not None or query.text):
+        return len(ordered), list(ordered[query.offset:query.offset + query.limit])
+    chosen = [r for r in ordered if matches(r, query)]
+    return len(chosen), chosen[query.offset:query.offset + query.limit]
+
+
 FIXED_FIELDS = ("name", "namespace", "phase", "start_time", "end_time", "tuning_job", "trial", "message")
 
 
