@@ -21,6 +21,7 @@ from trainforge.backends.local.backend import LocalBackend
 from trainforge.backends.local.tuning import LocalTuning
 from trainforge.config import load_settings
 from trainforge.dashboard.api import DashboardAPI
+from trainforge.dashboard.index import RunIndex
 from trainforge.dashboard.server import make_server
 
 from tests.infra.waiting import wait_until
@@ -107,7 +108,7 @@ def test_summary_index_reads_only_jobs_whose_status_changed(env: Env) -> None:
         index._refreshed = float("-inf")
         if full:
             index._scanned = float("-inf")
-        index.rows()
+        index.rows(wait=True)
         return sorted(calls)
 
     try:
@@ -118,6 +119,11 @@ def test_summary_index_reads_only_jobs_whose_status_changed(env: Env) -> None:
         assert refresh(full=True) == ["curve-fast"]
         (env.home / "jobs" / "not-a-job").mkdir()  # the folder moves: a scan, and only jobs are read
         assert refresh(full=False) == [] and "not-a-job" not in [r["name"] for r in index.rows()]
+        # A restarted server starts from <home>/dashboard/index.json: stats, no job read.
+        calls.clear()
+        restarted = RunIndex(backend)
+        assert sorted(r["name"] for r in restarted.rows()) == sorted(r["name"] for r in index.rows())
+        assert calls == [] and restarted.rows() == index.rows()
     finally:
         backend.get = original  # type: ignore[method-assign]
         (env.home / "jobs" / "not-a-job").rmdir()

@@ -6,7 +6,9 @@ jobs that have not finished (their status moves; their supervisor may die).
 A finished job's status no longer changes, so while the jobs folder's own
 mtime stands still (no job created or deleted) nothing else is touched; when
 it moves, and every ``full_scan`` seconds anyway, the folder is listed and
-each job's ``status.json`` stat'd: only jobs whose stat changed are read. Other
+each job's ``status.json`` stat'd: only jobs whose stat changed are read. The rows
+of finished jobs are kept in ``<home>/dashboard/index.json`` with their
+stamps, so a restarted server reads one file instead of every job. Other
 backends (kubernetes) are listed through ``backend.list()`` at most every
 ``ttl`` seconds. Either way the rows come from ``backend.get``/``list``: one
 code path for what a row says.
@@ -14,6 +16,7 @@ code path for what a row says.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -79,26 +82,46 @@ class RunIndex:
         self.full_scan = full_scan
         self._root_stamp: tuple[int, int] | None = None
         self._scanned = -math.inf
+        self._cache_file = (self.backend.settings.home / "dashboard" / "index.json") if self.local else None
         self._lock = threading.Lock()
         self._rows: dict[str, dict[str, Any]] = {}
         self._stamps: dict[str, tuple[int, int]] = {}
         self._refreshed = -math.inf
         self.version = 0
         self._ordered: list[dict[str, Any]] = []
+        self._load_cache()
 
     @property
     def local(self) -> bool:
         return hasattr(self.backend, "jobdir") and hasattr(getattr(self.backend, "settings", None), "jobs_root")
 
-    def rows(self) -> list[dict[str, Any]]:
-        with self._lock:
-            if time.monotonic() - self._refreshed >= (self.interval if self.local else self.ttl):
-                changed = self._refresh_local() if self.local else self._refresh_listed()
-                self._refreshed = time.monotonic()
-                if changed:
-                    self.version += 1
-                    self._ordered = list(self._rows.values())
+    def rows(self, wait: bool = False) -> list[dict[str, Any]]:
+        """Every row. The first call (and ``wait``) refreshes in the caller;
+        later ones answer at once and, when a refresh is due, start it in the
+        background: a request never waits for a scan of every job folder."""
+        if self.version == 0 or wait:
+            with self._lock:
+                self._refresh()
             return self._ordered
+        due = time.monotonic() - self._refreshed >= (self.interval if self.local else self.ttl)
+        if due and self._lock.acquire(blocking=False):
+            threading.Thread(target=self._background, name="dashboard-index", daemon=True).start()
+        return self._ordered
+
+    def _background(self) -> None:
+        try:
+            self._refresh()
+        except Exception:  # a refresh that failed is tried again on the next request
+            log.exception("refreshing the dashboard index failed")
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> None:
+        changed = self._refresh_local() if self.local else self._refresh_listed()
+        self._refreshed = time.monotonic()
+        if changed or self.version == 0:
+            self._ordered = list(self._rows.values())
+            self.version += 1
 
     def row(self, name: str) -> dict[str, Any] | None:
         self.rows()
@@ -122,6 +145,34 @@ class RunIndex:
         self._root_stamp, self._scanned = root_stamp, time.monotonic()
         return self._scan(root)
 
+    def _load_cache(self) -> None:
+        """Rows of finished jobs from the last run; a scan still checks each stamp."""
+        if self._cache_file is None:
+            return
+        try:
+            cached = json.loads(self._cache_file.read_text(encoding="utf-8"))
+            for name, entry in cached["rows"].items():
+                if entry["row"]["finished"] and entry["row"]["name"] == name:
+                    row = entry["row"]
+                    row["search"] = search_text(row)
+                    self._rows[name], self._stamps[name] = row, tuple(entry["stamp"])  # type: ignore[assignment]
+        except (OSError, ValueError, KeyError, TypeError):
+            self._rows.clear()
+            self._stamps.clear()
+
+    def _save_cache(self) -> None:
+        if self._cache_file is None:
+            return
+        from ..backends.local.jobdir import write_atomically
+
+        rows = {n: {"stamp": list(self._stamps[n]), "row": {k: v for k, v in r.items() if k != "search"}}
+                for n, r in self._rows.items() if r["finished"] and n in self._stamps}
+        try:
+            self._cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self._cache_file, json.dumps({"version": 1, "rows": rows}, separators=(",", ":")))
+        except OSError as exc:
+            log.debug("cannot keep the dashboard index in %s: %s", self._cache_file, exc)
+
     def _refresh_unfinished(self) -> bool:
         changed = False
         for name, old in list(self._rows.items()):
@@ -138,6 +189,7 @@ class RunIndex:
 
     def _scan(self, root: Any) -> bool:
         seen: set[str] = set()
+        restamped = False
         changed = False
         try:
             entries = list(os.scandir(root))
@@ -160,6 +212,7 @@ class RunIndex:
             except TrainforgeError as exc:
                 log.debug("skipping job %s: %s", name, exc)
                 continue
+            restamped = restamped or self._stamps.get(name) != stamp
             self._stamps[name] = stamp
             if row != old:
                 self._rows[name] = row
@@ -168,9 +221,11 @@ class RunIndex:
             del self._rows[gone]
             self._stamps.pop(gone, None)
             changed = True
+        if changed or restamped:
+            self._save_cache()
         return changed
 
 
 def tuning_rows(index: RunIndex, tuning_name: str) -> list[Mapping[str, Any]]:
-    return sorted((r for r in index.rows() if r.get("tuning_job") == tuning_name and r.get("trial") is not None),
+    return sorted((r for r in index.rows(wait=True) if r.get("tuning_job") == tuning_name and r.get("trial") is not None),
                   key=lambda r: r["trial"])
