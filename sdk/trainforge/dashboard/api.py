@@ -89,6 +89,7 @@ class DashboardAPI:
         self.index = index or RunIndex(backend)
         self._series: dict[str, Series] = {}
         self._ordered: dict[tuple[Any, ...], list[Any]] = {}
+        self._catalog: tuple[int, dict[str, Any]] | None = None
         self._series_lock = threading.Lock()
 
     # -- runs -------------------------------------------------------------------
@@ -110,7 +111,11 @@ class DashboardAPI:
                 "rows": [project(r, query.columns) for r in page]}
 
     def columns(self) -> dict[str, Any]:
-        return column_catalog(self.index.rows())
+        version = self.index.version
+        rows = self.index.rows()
+        if self._catalog is None or self._catalog[0] != version:
+            self._catalog = (version, column_catalog(rows))
+        return self._catalog[1]
 
     def _job(self, name: str) -> Any:
         check_job_name(name)
