@@ -294,7 +294,9 @@ def run(args: argparse.Namespace, home: Path) -> None:
         _row(f"the {args.big:,}-point run's curve -> 1300 points (first, parsing the file: {first[0]:.0f} ms; "
              f"the backend holds {points:,} of them)", _times(lambda: get("/api/runs/big-run/metrics?width=1300"), n),
              f"Job.metrics() DataFrame: {sdk[0]:.0f} ms")
-        _row("compare 2 runs, 5 metrics", _times(lambda: get("/api/compare?runs=run-00001,run-00002&width=800"), n))
+        first = _times(lambda: get("/api/compare?runs=run-00001,run-00002&width=800"), 1)
+        _row(f"compare 2 runs, 5 metrics (first: {first[0]:.0f} ms)",
+             _times(lambda: get("/api/compare?runs=run-00001,run-00002&width=800"), n))
         analytics = _times(lambda: TuningJobAnalytics("big-tune", backend="process").dataframe(), 1)
         _row(f"tuning page: /api/tuning/big-tune ({args.trials:,} trials)", _times(lambda: get("/api/tuning/big-tune"), n),
              f"TuningJobAnalytics.dataframe(): {analytics[0]:.0f} ms")

@@ -101,7 +101,7 @@ class RunIndex:
         background: a request never waits for a scan of every job folder."""
         if self.version == 0 or wait:
             with self._lock:
-                self._refresh()
+                self._refresh(periodic_scan=self.version == 0)  # the periodic full scan stays in the background
             return self._ordered
         due = time.monotonic() - self._refreshed >= (self.interval if self.local else self.ttl)
         if due and self._lock.acquire(blocking=False):
@@ -116,8 +116,8 @@ class RunIndex:
         finally:
             self._lock.release()
 
-    def _refresh(self) -> None:
-        changed = self._refresh_local() if self.local else self._refresh_listed()
+    def _refresh(self, periodic_scan: bool = True) -> None:
+        changed = self._refresh_local(periodic_scan) if self.local else self._refresh_listed()
         self._refreshed = time.monotonic()
         if changed or self.version == 0:
             self._ordered = list(self._rows.values())
@@ -133,14 +133,14 @@ class RunIndex:
         self._rows = rows
         return changed
 
-    def _refresh_local(self) -> bool:
+    def _refresh_local(self, periodic_scan: bool = True) -> bool:
         root = self.backend.settings.jobs_root
         try:
             st = os.stat(root)
             root_stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_nlink)
         except OSError:
             root_stamp = None
-        if root_stamp == self._root_stamp and time.monotonic() - self._scanned < self.full_scan:
+        if root_stamp == self._root_stamp and (not periodic_scan or time.monotonic() - self._scanned < self.full_scan):
             return self._refresh_unfinished()
         self._root_stamp, self._scanned = root_stamp, time.monotonic()
         return self._scan(root)

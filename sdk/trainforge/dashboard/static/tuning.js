@@ -132,6 +132,7 @@
         h("div", {class: "panel"}, h("h2", {text: "Parameters (parallel coordinates, coloured by objective)"}), canvas)),
       h("div", {class: "panel"}, h("h2", {text: "Trials"}), h("div", {class: "scroll"}, table)));
     let plot = null;
+    let renderSeq = 0;
 
     async function load() {
       let d;
@@ -164,16 +165,23 @@
       parallel(canvas, d);
       const best = d.best ? d.best.number : null;
       const head = h("tr", {}, ...["trial", "run", "state", ...d.parameters.map(p => p.name), d.objective.metric, "billable s", "cost", "reason"].map(t => h("th", {text: t})));
-      const body = document.createDocumentFragment();
-      for (const t of d.trials) {
-        body.appendChild(h("tr", {class: t.number === best ? "best" : "", "data-trial": t.number},
+      const row = (t) => h("tr", {class: t.number === best ? "best" : "", "data-trial": t.number},
           h("td", {class: "num", text: t.number}), h("td", {}, TF.runLink(t.name)), h("td", {}, TF.badge(t.state)),
           ...d.parameters.map(p => h("td", {class: "num", text: TF.num(t.hyperparameters[p.name] === null ? null : (isNaN(+t.hyperparameters[p.name]) ? t.hyperparameters[p.name] : +t.hyperparameters[p.name]))})),
           h("td", {class: "num objective", text: t.objective === null ? (t.end_time ? t.state.toLowerCase() : "…") : TF.num(t.objective)}),
           h("td", {class: "num", text: TF.num(t.billable_seconds)}), h("td", {class: "num", text: TF.money(t.cost)}),
-          h("td", {class: "wrap muted", text: t.reason || ""})));
-      }
-      table.replaceChildren(head, body);
+          h("td", {class: "wrap muted", text: t.reason || ""}));
+      // The first rows now, the rest in chunks after the first paint (1,000 trials stay smooth).
+      const FIRST = 100, CHUNK = 300;
+      const tbody = h("tbody", {}, d.trials.slice(0, FIRST).map(row));
+      table.replaceChildren(h("thead", {}, head), tbody);
+      const mine = ++renderSeq;
+      const more = (from) => {
+        if (mine !== renderSeq || from >= d.trials.length) return;
+        tbody.append(...d.trials.slice(from, from + CHUNK).map(row));
+        setTimeout(() => more(from + CHUNK), 0);
+      };
+      setTimeout(() => more(FIRST), 0);
       TF.ready();
       return d;
     }
