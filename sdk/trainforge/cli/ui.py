@@ -16,14 +16,20 @@ from .commands import handle_errors, main, out
               help="address to bind (0.0.0.0 only behind something that guards it, e.g. in a cluster)")
 @click.option("--port", default=8686, show_default=True, type=click.IntRange(0, 65535), help="0: any free port")
 @click.option("--read-only", is_flag=True, help="no stop buttons; every POST is refused")
+@click.option("--namespace", default=None, help="kubernetes backend: the namespace shown (default: the kubeconfig's)")
 @click.pass_context
 @handle_errors
-def ui(ctx: click.Context, backend_name: str | None, host: str, port: int, read_only: bool) -> None:
+def ui(ctx: click.Context, backend_name: str | None, host: str, port: int, read_only: bool,
+       namespace: str | None) -> None:
     """Serve the dashboard: runs, curves, logs, compare and tuning jobs in a browser."""
     from ..dashboard.api import DashboardAPI
     from ..dashboard.server import make_server
 
     backend = get_backend(backend_name or ctx.obj["backend"])
+    if namespace:
+        if backend.name != "kubernetes":
+            raise click.UsageError("--namespace is for the kubernetes backend")
+        backend = get_backend("kubernetes", namespace=namespace)
     tuning = None
     if backend.name in ("process", "container"):
         from ..tuning_client import tuning_backend
