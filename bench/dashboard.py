@@ -87,9 +87,8 @@ def generate(home: Path, runs: int, steps: int, big: int, trials: int) -> None:
     t0 = time.time() - 86400
     with open(shared, "w") as fh:
         for step in range(1, steps + 1):
-            for i, metric in enumerate(METRICS):
-                fh.write(json.dumps({"timestamp": t0 + step, "name": metric,
-                                     "value": 1.0 / (1 + step * (i + 1) / 100), "step": step}) + "\n")
+            fh.writelines(json.dumps({"timestamp": t0 + step, "name": metric,
+                                     "value": 1.0 / (1 + step * (i + 1) / 100), "step": step}) + "\n" for i, metric in enumerate(METRICS))
     parse_job(json.loads(_job("check", {"lr": "0.1"}, {}))["job"])  # the fixture is a valid job
     phases = ["Completed"] * 8 + ["Failed", "Stopped"]
     plain = runs - trials
@@ -171,7 +170,7 @@ def _times(fn: Any, n: int) -> list[float]:
 
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _row(what: str, times: list[float], baseline: str = "") -> None:
@@ -271,7 +270,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
 
         backend = LocalBackend("process")
         n = args.repeats
-        get = lambda path: http.get(url + path, timeout=120).raise_for_status()  # noqa: E731
+        get = lambda path: http.get(url + path, timeout=120).raise_for_status()
         columns = "columns=instance,billable_seconds,hp:lr,hp:batch_size,hp:optimizer,metric:validation:accuracy"
         print("| API call (as the page makes it) | p50 | p99 | baseline (the SDK for the same view) |")
         print("|---|---|---|---|")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.controller.test_chart import by_kind, helm, objects, render, CHART
+from tests.controller.test_chart import CHART, by_kind, helm, objects, render
 
 
 def test_dashboard_is_read_only_by_flag_and_rbac(helm_binary: Path) -> None:

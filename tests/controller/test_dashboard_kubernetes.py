@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 
-from tests.controller.test_reconcile import GPU_16X, Harness, harness  # noqa: F401 - fixture
-from tests.infra.waiting import wait_until
 from trainforge.backends.kubernetes import KubernetesBackend
 from trainforge.client import Job
 from trainforge.dashboard.api import DashboardAPI
 from trainforge.spec import Phase, TrainingJob
+
+from tests.controller.test_reconcile import GPU_16X, Harness, harness  # noqa: F401 - fixture
+from tests.infra.waiting import wait_until
 
 
 def test_dashboard_api_over_the_cluster(harness: Harness) -> None:  # noqa: F811

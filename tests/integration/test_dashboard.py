@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import requests
-
 import trainforge
 from trainforge.backends.local.backend import LocalBackend
 from trainforge.backends.local.tuning import LocalTuning
@@ -241,7 +240,7 @@ def test_runs_page_loads_filters_and_renders_trainer_text_inert(env: Env, browse
 
     browser.get(env.url + "/?columns=hp:note,hp:line,metric:" + XSS_METRIC.replace(" ", "%20"))
     _ready(browser)
-    rows = lambda: [r.get_attribute("data-name") for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-name]")]  # noqa: E731
+    rows = lambda: [r.get_attribute("data-name") for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-name]")]
     assert set(rows()) >= {"curve-xss", "curve-fast", "broken"}
     assert XSS_LINE in browser.find_element(By.ID, "runs").text  # shown as text
     _no_script_ran(browser)
@@ -260,10 +259,10 @@ def test_live_run_page_updates_curves_and_logs_then_stop_works(env: Env, browser
                                 name="curve-live")
     browser.get(env.url + "/run/curve-live")
     _ready(browser)
-    points = lambda: int(browser.find_element(By.CSS_SELECTOR, '#charts .chart[data-metric="train:loss"]')  # noqa: E731
+    points = lambda: int(browser.find_element(By.CSS_SELECTOR, '#charts .chart[data-metric="train:loss"]')
                          .get_attribute("data-points") or 0) if browser.find_elements(
                              By.CSS_SELECTOR, '#charts .chart[data-metric="train:loss"]') else 0
-    lines = lambda: int(browser.find_element(By.ID, "logs").get_attribute("data-lines") or 0)  # noqa: E731
+    lines = lambda: int(browser.find_element(By.ID, "logs").get_attribute("data-lines") or 0)
     first = wait_until(lambda: points() >= 3 and points(), timeout=30, what="a first curve", interval=0.1)
     seen_lines = wait_until(lambda: lines() >= 3 and lines(), timeout=30, what="first log lines", interval=0.1)
     wait_until(lambda: points() >= first + 5, timeout=30, what="the curve growing live", interval=0.1)

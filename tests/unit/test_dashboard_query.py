@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from trainforge.dashboard.lttb import lttb
 from trainforge.dashboard.query import QueryError, parse_query, project, select
 

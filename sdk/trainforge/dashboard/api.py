@@ -5,9 +5,9 @@ and the tuning backend — never from files of its own."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -21,13 +21,22 @@ from ..errors import BackendError, JobNotFound, TrainforgeError
 from ..spec import check_job_name
 from .index import RunIndex, summary_row, tuning_rows
 from .lttb import lttb
-from .query import QueryError, column_catalog, parse_query, project, select, select_sorted
+from .query import (
+    QueryError,
+    column_catalog,
+    parse_query,
+    project,
+    select,
+    select_sorted,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_WIDTH = 4000           # points per curve a page may ask for
 MAX_COMPARE = 12           # runs overlaid at once
-LOG_TAIL = 2000            # lines a run page starts with
-SSE_BATCH_LINES = 500      # log lines per event; beyond that a burst is cut to its tail
+LOG_TAIL = 2000            # lines a run page starts with, and at most per event (a flood is cut to its tail)
 SERIES_CACHE = 64          # parsed metric series kept (per job)
+MAX_FINISHED_TAILS = 32    # logs of finished runs kept for pages opened again
 ARTIFACT_KINDS = ("model", "output", "metrics")
 
 
@@ -48,7 +57,7 @@ class Series:
         if found is None:
             x, y = self.data[metric]
             dx, dy = lttb(x, y, width)
-            found = {"x": _jsonable(dx), "y": _jsonable(dy), "points": int(len(x)),
+            found = {"x": _jsonable(dx), "y": _jsonable(dy), "points": len(x),
                      "last": None if not len(y) or not math.isfinite(y[-1]) else float(y[-1])}
             if len(self.sampled) > 64:
                 self.sampled.clear()
@@ -90,6 +99,8 @@ class DashboardAPI:
         self._series: dict[str, Series] = {}
         self._ordered: dict[tuple[Any, ...], list[Any]] = {}
         self._catalog: tuple[int, dict[str, Any]] | None = None
+        self._tails: dict[str, LogTail] = {}
+        self._tails_lock = threading.Lock()
         self._series_lock = threading.Lock()
 
     # -- runs -------------------------------------------------------------------
@@ -228,46 +239,31 @@ class DashboardAPI:
         return {"runs": runs, "curves": curves, "differences": differences}
 
     # -- live -------------------------------------------------------------------
+    def _tail(self, name: str) -> LogTail:
+        """The one log reader of a run, shared by every page open on it."""
+        with self._tails_lock:
+            tail = self._tails.get(name)
+            if tail is None:
+                tail = self._tails[name] = LogTail(self.backend, name)
+                done = [n for n, t in self._tails.items() if t.done]
+                for old in done[:max(0, len(done) - MAX_FINISHED_TAILS)]:
+                    del self._tails[old]
+            return tail
+
     def events(self, name: str, stop: threading.Event, poll: float = 1.0) -> Iterator[tuple[str, Any]]:
         """Server-sent events of one run page: ``logs`` (new lines, in batches),
         ``status`` (when the summary changes) and ``metrics`` (a new version:
-        the page fetches the downsampled curves). One reader thread and one poll
-        per ``poll`` seconds per open page; ends when the run has finished and
-        everything is sent, or when ``stop`` is set (the page went away)."""
+        the page fetches the downsampled curves). Per open page: one status
+        poll per ``poll`` seconds; the log is read by one thread per run
+        whatever the number of pages (LogTail). Ends when the run has finished
+        and everything is sent, or when ``stop`` is set (the page went away)."""
         self._job(name)
-        lines: queue.Queue[str | None] = queue.Queue(maxsize=20_000)
-
-        def read() -> None:
-            try:
-                for line in self.backend.logs(name, follow=True):
-                    if stop.is_set():
-                        return
-                    lines.put(line)
-            except TrainforgeError:
-                pass
-            finally:
-                lines.put(None)
-
-        threading.Thread(target=read, name=f"sse-logs-{name}", daemon=True).start()
+        tail = self._tail(name)
+        seq = 0
         last_row: Any = None
         last_version: Any = None
-        logs_done = False
         while not stop.is_set():
-            batch: list[str] = []
-            skipped = 0
-            deadline = time.monotonic() + poll
-            while not logs_done and time.monotonic() < deadline:
-                try:
-                    item = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    logs_done = True
-                    break
-                batch.append(item)
-                if len(batch) >= SSE_BATCH_LINES * 4:  # a flood: keep its tail
-                    skipped += len(batch) - SSE_BATCH_LINES
-                    batch = batch[-SSE_BATCH_LINES:]
+            batch, seq, skipped, logs_done = tail.since(seq, timeout=poll)
             sent = False
             if batch or skipped:
                 sent = True
@@ -285,11 +281,12 @@ class DashboardAPI:
             if version != last_version:
                 last_version, sent = version, True
                 yield "metrics", {"version": str(hash(version))}
-            if row["finished"] and logs_done:
+            if row["finished"] and logs_done and seq >= tail.seq:
                 yield "end", {"phase": row["phase"]}
                 return
             if not sent:
                 yield "ping", None  # a write is how a server notices the page went away
+
 
     # -- tuning -----------------------------------------------------------------
     def _tuning_backend(self) -> Any:
@@ -355,6 +352,48 @@ class DashboardAPI:
         except JobNotFound as exc:
             raise NotFound(str(exc)) from exc
         return {"name": name, "stopping": True}
+
+
+class LogTail:
+    """A run's log followed by one thread (``backend.logs(follow=True)``)
+    into a ring of its last LOG_TAIL lines; pages read it by sequence number.
+    The thread ends when the run has finished and its log is read."""
+
+    def __init__(self, backend: Any, name: str):
+        self.lines: deque[str] = deque(maxlen=LOG_TAIL)
+        self.seq = 0  # lines read so far
+        self.done = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(backend, name), name=f"log-tail-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _read(self, backend: Any, name: str) -> None:
+        try:
+            for line in backend.logs(name, follow=True):
+                with self._changed:
+                    self.lines.append(line)
+                    self.seq += 1
+                    self._changed.notify_all()
+        except TrainforgeError as exc:
+            log.debug("log of %s: %s", name, exc)
+        finally:
+            with self._changed:
+                self.done = True
+                self._changed.notify_all()
+
+    def since(self, seq: int, timeout: float) -> tuple[list[str], int, int, bool]:
+        """(lines after ``seq`` — the newest LOG_TAIL at most —, the new sequence
+        number, lines skipped, whether the log is complete)."""
+        with self._changed:
+            if self.seq == seq and not self.done:
+                self._changed.wait(timeout)
+                if self.seq == seq and not self.done:
+                    return [], seq, 0, False
+            new = self.seq - seq
+            keep = min(new, len(self.lines))
+            lines = list(self.lines)[len(self.lines) - keep:] if keep else []
+            return lines, self.seq, new - keep, self.done
 
 
 def _int_param(params: Mapping[str, str], key: str, default: int) -> int:

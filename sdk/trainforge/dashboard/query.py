@@ -63,7 +63,7 @@ def parse_query(params: Mapping[str, str]) -> RunQuery:
     status = frozenset(s for s in params.get("status", "").split(",") if s)
     unknown = status - set(PHASES)
     if unknown:
-        raise QueryError(f"status: unknown phase {sorted(unknown)[0][:40]!r} (expected {', '.join(PHASES)})")
+        raise QueryError(f"status: unknown phase {min(unknown)[:40]!r} (expected {', '.join(PHASES)})")
     labels: list[tuple[str, str | None]] = []
     for item in (s for s in params.get("label", "").split(",") if s):
         key, sep, value = item.partition("=")

@@ -109,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
         # and the client's delayed ACK add ~40 ms to every keep-alive response.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     # -- responses ---------------------------------------------------------------
@@ -252,22 +252,16 @@ class Handler(BaseHTTPRequestHandler):
         uri, filename = self.dashboard.api.artifact(name, kind)
         store = open_store(uri)
         path = store.local_path(uri)
-        tmp = None
-        try:
-            if path is None or not os.path.isfile(path):
-                tmp = tempfile.NamedTemporaryFile(prefix="trainforge-ui-", delete=False)
-                tmp.close()
-                store.download_file(uri, tmp.name)
-                path = tmp.name
+        with tempfile.TemporaryDirectory(prefix="trainforge-ui-") as scratch:
+            if path is None or not os.path.isfile(path):  # not on this machine: fetched first
+                path = os.path.join(scratch, "artifact")
+                store.download_file(uri, path)
             size = os.path.getsize(path)
             self._headers(HTTPStatus.OK, "application/octet-stream", size, {
                 "Content-Disposition": f'attachment; filename="{_SAFE_FILENAME.sub("_", filename)}"',
                 "Cache-Control": "no-store"})
             with open(path, "rb") as fh:
                 shutil.copyfileobj(fh, self.wfile, 1 << 20)
-        finally:
-            if tmp is not None:
-                os.unlink(tmp.name)
 
     def _events(self, name: str) -> None:
         dashboard = self.dashboard
