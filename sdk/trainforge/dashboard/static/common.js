@@ -44,7 +44,17 @@ const TF = (() => {
     if (typeof v !== "number") return String(v);
     if (Number.isInteger(v)) return v.toLocaleString("en-US");
     const a = Math.abs(v);
-    return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(3) : v.toPrecision(5).replace(/\.?0+$/, "");
+    return (a !== 0 && (a < 1e-3 || a >= 1e6)) ? v.toExponential(3).replace(/\.?0+e/, "e")
+      : v.toPrecision(5).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
+  }
+  // Axis ticks: short (12k, 1.5M) so long axes never overlap.
+  function tick(v) {
+    if (v === null || v === undefined) return "";
+    const a = Math.abs(v);
+    if (a >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
+    if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+    if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
+    return num(v);
   }
   function money(v) { return v === null || v === undefined ? "–" : "$" + v.toFixed(v < 1 ? 4 : 2); }
   function when(iso) {
@@ -95,8 +105,8 @@ const TF = (() => {
       width: w, height: height || 240, series, legend: {live: true},
       scales: {x: {time: false}},
       axes: [{label: xLabel, labelSize: 20, size: 36, grid: {stroke: "#eef1f5"},
-              incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7]},
-             {label: yLabel.length > 26 ? yLabel.slice(0, 25) + "…" : yLabel, labelSize: 20, size: 62, grid: {stroke: "#eef1f5"}, values: (u, vals) => vals.map(num)}],
+              values: (u, vals) => vals.map(tick), incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2.5e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7]},
+             {label: yLabel.length > 26 ? yLabel.slice(0, 25) + "…" : yLabel, labelSize: 20, size: 62, grid: {stroke: "#eef1f5"}, values: (u, vals) => vals.map(tick)}],
       cursor: {drag: {x: true, y: false}},
     };
     const plot = new uPlot(opts, data, target);

@@ -30,7 +30,7 @@
   main.replaceChildren(h("h1", {text: "Runs"}), errors,
     h("div", {class: "panel"},
       h("div", {class: "toolbar"}, h("label", {text: "Status"}), statusChips, search, label,
-        h("label", {text: "Tuning job"}), tuning, columnsMenu, compareBtn, count),
+        h("span", {}, h("label", {text: "Tuning job "}), tuning), columnsMenu, compareBtn, count),
       h("div", {class: "scroll"}, table), pager));
 
   for (const phase of PHASES) {

@@ -145,7 +145,7 @@
       stats.replaceChildren(
         stat(`${d.objective.type === "Maximize" ? "max" : "min"} ${d.objective.metric}`, "objective"),
         stat(d.best ? TF.num(d.best.objective) : "–", d.best ? "best (" + d.best.name + ")" : "best"),
-        stat(String(d.trials.length), "trials"), stat(String(c.completed || 0), "completed"),
+        stat(d.trials.length.toLocaleString("en-US"), "trials"), stat(String(c.completed || 0), "completed"),
         stat(String((c.running || 0) + (c.pending || 0)), "running"), stat(String(c.stopped || 0), "stopped"),
         stat(String(c.failed || 0), "failed"), stat(d.strategy, "strategy"),
         d.message ? h("div", {class: "muted", text: d.message}) : null);
@@ -168,7 +168,7 @@
       const row = (t) => h("tr", {class: t.number === best ? "best" : "", "data-trial": t.number},
           h("td", {class: "num", text: t.number}), h("td", {}, TF.runLink(t.name)), h("td", {}, TF.badge(t.state)),
           ...d.parameters.map(p => h("td", {class: "num", text: TF.num(t.hyperparameters[p.name] === null ? null : (isNaN(+t.hyperparameters[p.name]) ? t.hyperparameters[p.name] : +t.hyperparameters[p.name]))})),
-          h("td", {class: "num objective", text: t.objective === null ? (t.end_time ? t.state.toLowerCase() : "…") : TF.num(t.objective)}),
+          h("td", {class: "num objective", text: t.objective === null ? (t.end_time ? {EarlyStopped: "early-stopped"}[t.state] || t.state.toLowerCase() : "…") : TF.num(t.objective)}),
           h("td", {class: "num", text: TF.num(t.billable_seconds)}), h("td", {class: "num", text: TF.money(t.cost)}),
           h("td", {class: "wrap muted", text: t.reason || ""}));
       // The first rows now, the rest in chunks after the first paint (1,000 trials stay smooth).
