@@ -147,9 +147,9 @@ def test_run_api_curves_are_downsampled_and_artifacts_download(env: Env) -> None
     assert lr["values"] == ["0.3", None] and lr["differs"]
 
 
-def test_sse_streams_logs_status_and_metrics_then_ends(env: Env) -> None:
+def _stream(env: Env, name: str) -> dict[str, list[str]]:
     events: dict[str, list[str]] = {}
-    with env.http.get(env.url + "/api/runs/curve-fast/events", stream=True, timeout=30) as response:
+    with env.http.get(env.url + f"/api/runs/{name}/events", stream=True, timeout=30) as response:
         assert response.headers["Content-Type"] == "text/event-stream"
         event = None
         for line in response.iter_lines(decode_unicode=True):
@@ -159,8 +159,16 @@ def test_sse_streams_logs_status_and_metrics_then_ends(env: Env) -> None:
                 events.setdefault(event, []).append(line[6:])
                 if event == "end":
                     break
+    return events
+
+
+def test_sse_streams_logs_status_and_metrics_then_ends(env: Env) -> None:
+    events = _stream(env, "curve-fast")
     assert {"logs", "status", "metrics", "end"} <= set(events)
     assert "step=12 loss=" in "".join(events["logs"])
+    # A second page on the run reads the same log reader, not the log again.
+    reader = env.api._tails["curve-fast"]
+    assert _stream(env, "curve-fast")["logs"] == events["logs"] and env.api._tails["curve-fast"] is reader
 
 
 def test_static_files_and_pages_cannot_be_used_to_read_elsewhere(env: Env) -> None:
