@@ -218,8 +218,11 @@ class Handler(BaseHTTPRequestHandler):
         self._error(HTTPStatus.NOT_FOUND, "no such API route (see the README: Dashboard)")
 
     def _post(self, parts: list[str]) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self._error(HTTPStatus.BAD_REQUEST, "Content-Length: not a number")
+        if not 0 <= length <= MAX_BODY:
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
         self.rfile.read(length)
         problem = self._csrf_problem()
@@ -265,6 +268,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _events(self, name: str) -> None:
         dashboard = self.dashboard
+        if self.command == "HEAD":
+            dashboard.api.run(name)  # 404 for no such run
+            return self._headers(HTTPStatus.OK, "text/event-stream", 0, {"Cache-Control": "no-store"})
         if not dashboard.streams.acquire(blocking=False):
             return self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"more than {MAX_STREAMS} live pages are open")
         stop = threading.Event()
