@@ -8,6 +8,7 @@ Exit codes scripts can rely on:
 from __future__ import annotations
 
 from . import tuning as _tuning  # noqa: F401  (registers tune and tuning on main)
+from . import tensorboard as _tensorboard  # noqa: F401  (registers tensorboard on main)
 from . import ui as _ui  # noqa: F401  (registers ui on main)
 from .commands import main
 

@@ -7,6 +7,8 @@ attacker's payload in them).
     metric    name of the second metric (default "val:acc")
     line      an extra line printed at every step (default none)
     lr        scales the loss curve (default 0.1)
+    tensorboard  "true": write a (fake) event file to $TRAINFORGE_TENSORBOARD_DIR/run1/,
+                 and a link there to /etc/hostname that must never be uploaded
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def main() -> int:
             if extra:
                 print(extra, flush=True)
             time.sleep(delay)
+    if hp.get("tensorboard") == "true":
+        folder = os.path.join(os.environ["TRAINFORGE_TENSORBOARD_DIR"], "run1")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "events.out.tfevents.1.test"), "wb") as f:
+            f.write(b"\x18\x00\x00\x00fake tensorboard event")
+        os.symlink("/etc/hostname", os.path.join(folder, "planted-link"))
     os.makedirs(os.environ["SM_MODEL_DIR"], exist_ok=True)
     with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
         f.write("a model\n")
