@@ -49,7 +49,16 @@ class KubernetesBackend:
                         active = next((c for c in contexts if c["name"] == context), active)
                     namespace = (active or {}).get("context", {}).get("namespace")
             except config.ConfigException as exc:
-                raise BackendError(f"kubernetes backend: cannot load kubeconfig: {exc}") from exc
+                if kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+                    raise BackendError(f"kubernetes backend: cannot load kubeconfig: {exc}") from exc
+                # In a pod (the chart's dashboard): its service account, its namespace.
+                try:
+                    config.load_incluster_config()
+                except config.ConfigException as incluster:
+                    raise BackendError(f"kubernetes backend: no kubeconfig ({exc}) and no in-cluster "
+                                       f"service account ({incluster})") from incluster
+                api_client = client.ApiClient()
+                namespace = namespace or os.environ.get("POD_NAMESPACE")
         self.namespace = namespace or "default"
         self._client = client
         self.api = api_client

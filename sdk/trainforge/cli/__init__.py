@@ -11,6 +11,8 @@ from __future__ import annotations
 from . import models as _models  # noqa: F401  (registers models on main)
 from . import retraining as _retraining  # noqa: F401  (registers gate and retrain on main)
 from . import tuning as _tuning  # noqa: F401  (registers tune and tuning on main)
+from . import tensorboard as _tensorboard  # noqa: F401  (registers tensorboard on main)
+from . import ui as _ui  # noqa: F401  (registers ui on main)
 from .commands import main
 
 __all__ = ["main"]
