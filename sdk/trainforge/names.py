@@ -14,6 +14,7 @@ TRAINING_KIND = "TrainingJob"
 TRAINING_PLURAL = "trainingjobs"
 TUNING_KIND = "TuningJob"
 TUNING_PLURAL = "tuningjobs"
+RETRAINING_PLURAL = "retrainingpolicies"
 
 # -- labels ------------------------------------------------------------------------
 MANAGED_BY = {"app.kubernetes.io/managed-by": "trainforge-controller"}
@@ -21,6 +22,7 @@ JOB_NAME_LABEL = f"{GROUP}/job-name"          # a Job/pod -> its TrainingJob
 ATTEMPT_LABEL = f"{GROUP}/attempt"            # a Job/pod -> its attempt number
 TUNING_JOB_LABEL = f"{GROUP}/tuning-job"      # a trial TrainingJob -> its TuningJob
 TRIAL_LABEL = f"{GROUP}/trial"                # a trial TrainingJob -> its trial number
+RETRAINING_POLICY_LABEL = f"{GROUP}/retraining-policy"  # a TrainingJob -> the RetrainingPolicy that made it
 
 # -- annotations -------------------------------------------------------------------
 STOP_ANNOTATION = f"{GROUP}/stop"                  # "true": stop the job (or tuning job)
@@ -33,3 +35,7 @@ CREDENTIALS_EXPIRY_ANNOTATION = f"{GROUP}/credentials-expire"
 CONTAINER_JOB_LABEL = f"{GROUP}/job"
 CONTAINER_ATTEMPT_LABEL = ATTEMPT_LABEL
 CONTAINER_MANAGED_BY_LABEL = f"{GROUP}/managed-by"
+
+# -- model registry documents (their "schema" field) ------------------------------------
+MODEL_VERSION_SCHEMA = f"{GROUP}/model-version/v1"
+MODEL_ALIAS_SCHEMA = f"{GROUP}/model-alias/v1"

@@ -15,14 +15,16 @@ if str(ROOT / "controller") not in sys.path:
 
 CRD_FILE = ROOT / "k8s" / "crds" / "trainforge.dev_trainingjobs.yaml"
 TUNING_CRD_FILE = ROOT / "k8s" / "crds" / "trainforge.dev_tuningjobs.yaml"
+POLICY_CRD_FILE = ROOT / "k8s" / "crds" / "trainforge.dev_retrainingpolicies.yaml"
 
 
 @pytest.fixture(scope="session")
 def trainforge_crd(kube: Any) -> Path:
-    """The committed CRDs (TrainingJob, TuningJob), applied and Established:
-    the controller watches both kinds."""
-    for path in (CRD_FILE, TUNING_CRD_FILE):
+    """The committed CRDs (TrainingJob, TuningJob, RetrainingPolicy), applied
+    and Established: the controller serves every kind."""
+    for path in (CRD_FILE, TUNING_CRD_FILE, POLICY_CRD_FILE):
         kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/trainingjobs.trainforge.dev", "crd/tuningjobs.trainforge.dev")
+                 "crd/trainingjobs.trainforge.dev", "crd/tuningjobs.trainforge.dev",
+                 "crd/retrainingpolicies.trainforge.dev")
     return CRD_FILE

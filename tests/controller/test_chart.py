@@ -41,7 +41,8 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_chart_crds_are_the_generated_ones() -> None:
     generated = sorted(p.name for p in (K8S / "crds").glob("*.yaml"))
-    assert generated == ["trainforge.dev_trainingjobs.yaml", "trainforge.dev_tuningjobs.yaml"]
+    assert generated == ["trainforge.dev_retrainingpolicies.yaml", "trainforge.dev_trainingjobs.yaml",
+                         "trainforge.dev_tuningjobs.yaml"]
     assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == generated
     for name in generated:
         assert (CHART / "crds" / name).read_text() == (K8S / "crds" / name).read_text(), (

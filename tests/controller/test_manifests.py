@@ -20,7 +20,7 @@ def test_kustomization_and_sample_pass_server_side_dry_run(kube: Any, trainforge
 
 
 @pytest.fixture(scope="module")
-def applied_rbac(kube: Any) -> str:
+def applied_rbac(kube: Any, trainforge_crd: Any) -> str:  # can-i resolves the kinds by discovery
     kube.kubectl("apply", "-f", str(K8S / "controller" / "namespace.yaml"))
     kube.kubectl("apply", "-f", str(K8S / "controller" / "rbac.yaml"))
     return "system:serviceaccount:trainforge-system:trainforge-controller"
@@ -32,6 +32,8 @@ def applied_rbac(kube: Any) -> str:
 #                         trainingjobs/status
 #   tuning.py             create trainingjobs (trials); merge-patch trainingjobs (stop annotations),
 #                         tuningjobs/status
+#   retraining/           list+get retrainingpolicies, patch their status; list, get, create and
+#                         patch (stop) the trainingjobs a policy made
 #   events.py             create events
 #   archive.py            get pods/log (one read of a finished trainer's log)
 #   catalog.py            get configmaps/<catalog> in its own namespace
@@ -47,6 +49,10 @@ USED = [
     ("list", "tuningjobs.trainforge.dev", "team-a"),
     ("watch", "tuningjobs.trainforge.dev", "team-a"),
     ("patch", "tuningjobs.trainforge.dev:status", "team-a"),
+    ("get", "trainingjobs.trainforge.dev", "team-a"),
+    ("list", "retrainingpolicies.trainforge.dev", "team-a"),
+    ("get", "retrainingpolicies.trainforge.dev", "team-a"),
+    ("patch", "retrainingpolicies.trainforge.dev:status", "team-a"),
     ("create", "jobs.batch", "team-a"),
     ("patch", "jobs.batch", "team-a"),
     ("watch", "jobs.batch", "team-a"),
@@ -64,8 +70,9 @@ USED = [
     ("patch", "secrets", "team-a"),
 ]
 NOT_USED = [
-    ("get", "trainingjobs.trainforge.dev", "team-a"),
     ("update", "trainingjobs.trainforge.dev", "team-a"),
+    ("delete", "retrainingpolicies.trainforge.dev", "team-a"),
+    ("update", "retrainingpolicies.trainforge.dev", "team-a"),
     ("delete", "trainingjobs.trainforge.dev", "team-a"),
     ("get", "tuningjobs.trainforge.dev", "team-a"),
     ("create", "tuningjobs.trainforge.dev", "team-a"),

@@ -16,10 +16,12 @@ import yaml
 from trainforge.spec.retraining import RETRAINING_KIND, RetrainingPolicySpec, RetrainingPolicyStatus
 from trainforge.spec.schema import openapi_schema
 
+from trainforge.names import RETRAINING_PLURAL
+
 from .. import GROUP, VERSION
 from ..crds import _bound
 
-PLURAL = "retrainingpolicies"
+PLURAL = RETRAINING_PLURAL
 CRD_FILE = Path(__file__).resolve().parents[3] / "k8s" / "crds" / f"{GROUP}_{PLURAL}.yaml"
 PRINTER_COLUMNS = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},

@@ -28,13 +28,14 @@ from trainforge.spec import TrainingJob
 from trainforge.spec.retraining import RetrainingPolicy
 from trainforge.storage import ObjectStore, open_store
 
+from trainforge.names import RETRAINING_POLICY_LABEL, STOP_ANNOTATION
+
 from .. import GROUP, PLURAL as JOB_PLURAL, VERSION
 from .crd import PLURAL
 from .decide import Child, Observed, data_check_due, decide, record
 
 log = logging.getLogger("trainforge.controller.retraining")
-POLICY_LABEL = "trainforge.dev/retraining-policy"
-STOP_ANNOTATION = "trainforge.dev/stop"
+POLICY_LABEL = RETRAINING_POLICY_LABEL
 
 
 class RetrainingReconciler:

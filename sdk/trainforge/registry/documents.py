@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidModelRef, NotRegistrable
+from ..names import MODEL_ALIAS_SCHEMA, MODEL_VERSION_SCHEMA
 from ..spec import Phase, TrainingJob
 from ..storage.base import ObjectInfo
 from ..uris import StorageURI
 
-SCHEMA = "trainforge.dev/model-version/v1"
-ALIAS_SCHEMA = "trainforge.dev/model-alias/v1"
+SCHEMA = MODEL_VERSION_SCHEMA
+ALIAS_SCHEMA = MODEL_ALIAS_SCHEMA
 ALIAS_HISTORY = 20
 """An alias document keeps its last 20 moves (who, when, from which version)."""
 
