@@ -412,12 +412,13 @@ def test_sweep_partial_removes_only_temp_files_under_the_prefix(store: LocalStor
 
 def test_a_cancelled_download_leaves_no_partial_file(store: LocalStore, tmp_path: Path) -> None:
     from trainforge.errors import TransferCancelled
+    from trainforge.storage.files import COPY_CHUNK
     from trainforge.storage.progress import CancellableProgress
 
     source = Path(store.root) / "bucket" / "data"
     source.mkdir(parents=True)
-    for index in range(3):
-        (source / f"part-{index}.bin").write_bytes(b"x" * (3 * 1024 * 1024))
+    for index in range(3):  # three chunks of the kernel's copy each
+        (source / f"part-{index}.bin").write_bytes(b"x" * (3 * COPY_CHUNK))
     seen = []
 
     def cancelled() -> bool:

@@ -109,7 +109,9 @@ class BaseStore(ABC):
         mine = {o.key for o in shard_objects([o for o, _ in wanted], shard)}
         items = [(o, t) for o, t in wanted if o.key in mine]
         what = f"download {u}" + (f" (shard {shard[0] + 1}/{shard[1]})" if shard else "")
-        return self._run(items, lambda item, p: self._get(item[0], as_uri(item[0].uri), item[1], p),
+        # The object's URI from its key, not parsed again from text per object.
+        return self._run(items, lambda item, p: self._get(item[0], StorageURI(u.scheme, u.bucket, item[0].key),
+                                                          item[1], p),
                          [o.size for o, _ in items], progress, what)
 
     # --- parallel runner ------------------------------------------------------
