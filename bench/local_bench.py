@@ -52,8 +52,7 @@ def make_files(root: Path, large_mb: int, small_files: int, small_kb: int) -> tu
     small.mkdir()
     chunk = os.urandom(1 << 20)
     with open(large / "blob.bin", "wb") as fh:
-        for _ in range(large_mb):
-            fh.write(chunk)
+        fh.writelines(chunk for _ in range(large_mb))
     for i in range(small_files):
         (small / f"part-{i:05d}.bin").write_bytes(os.urandom(small_kb << 10))
     return large, small

@@ -44,8 +44,7 @@ def make_data(root: Path, large_mb: int, small_files: int, small_kb: int) -> dic
     small.mkdir(parents=True)
     chunk = os.urandom(1 << 20)
     with open(large / "blob.bin", "wb") as fh:
-        for i in range(large_mb):
-            fh.write(chunk[:-8] + i.to_bytes(8, "big"))
+        fh.writelines(chunk[:-8] + i.to_bytes(8, "big") for i in range(large_mb))
     for i in range(small_files):
         (small / f"part-{i:05d}.bin").write_bytes(os.urandom(small_kb << 10))
     return {f"1 x {large_mb} MiB": large, f"{small_files} x {small_kb} KiB": small}

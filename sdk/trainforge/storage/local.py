@@ -17,8 +17,8 @@ from ..uris import StorageURI
 from .base import ObjectInfo, TransferProgress, as_uri, is_prefix
 from .files import (
     LocalFile,
-    atomic_file,
     atomic_fd,
+    atomic_file,
     copy_fd,
     is_temp_name,
     make_dirs,
