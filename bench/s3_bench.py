@@ -146,7 +146,7 @@ def main() -> None:
         datasets = make_data(work / "src", args.large_mb, args.small_files, args.small_kb)
         print(f"MinIO on loopback, data on {work}; {os.cpu_count()} CPUs; trainforge and boto3 at "
               f"{conf.max_concurrency} threads, parts of {conf.multipart_chunk_mb} MiB from "
-              f"{conf.multipart_threshold_mb} MiB; best of {args.rounds} interleaved rounds")
+              f"{conf.multipart_threshold_mb} MiB; best of {args.rounds} interleaved rounds, order rotated")
 
         def mc_cp(source: str, target: str) -> None:
             subprocess.run([mc, "cp", "--recursive", "--quiet", source, target], env=mc_env, check=True,
@@ -171,7 +171,9 @@ def main() -> None:
             for direction, tools in ways.items():
                 best: dict[str, float] = {}
                 for r in range(args.rounds):
-                    for tool, way in tools.items():
+                    names = list(tools)
+                    for tool in names[r % len(names):] + names[:r % len(names)]:  # no tool always first
+                        way = tools[tool]
                         best[tool] = min(best.get(tool, 1e9), timed(lambda: way(r)))
                         for leftover in work.glob("dl-*"):
                             shutil.rmtree(leftover)
