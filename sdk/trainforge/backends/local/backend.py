@@ -266,8 +266,9 @@ class LocalBackend:
         """Remove what an upload killed midway left in the store under the
         job's own artifact prefix (temp objects, unfinished multipart uploads)."""
         try:
-            output = jobdir.read_document()["backend"]["output"]
-            artifacts = ArtifactURIs.for_job(output, jobdir.name)
+            document = jobdir.read_document()
+            artifacts = ArtifactURIs.for_job(document["backend"]["output"], jobdir.read_job().metadata.namespace,
+                                             jobdir.name)
             store = open_store(str(artifacts.root))
             sweep = getattr(store, "sweep_partial", None)  # optional capability
             if sweep is not None:
