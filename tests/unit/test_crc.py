@@ -52,3 +52,12 @@ def test_overlapping_or_missing_pieces_give_no_answer() -> None:
     overlap.add(32, data[32:])  # pieces cut differently: bytes 32..40 twice
     assert overlap.value(64) is None
     assert PieceCRC().value(0) == zlib.crc32(b"")
+
+
+def test_a_large_files_crc_from_parallel_spans_is_zlibs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from trainforge.storage import files
+
+    monkeypatch.setattr(files, "CRC_SPAN", 64 * 1024)  # many spans from a small file
+    data = os.urandom(5 * 64 * 1024 + 321)
+    (tmp_path / "f.bin").write_bytes(data)
+    assert files.crc32_file(str(tmp_path / "f.bin")) == zlib.crc32(data)
