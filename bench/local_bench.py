@@ -166,7 +166,7 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
         default = type(store)(store.settings).max_concurrency
         name = f"trainforge stage-in, {default} thread{'s' if default > 1 else ''}"
         ratio = raw / best[name] if name in best else float("nan")
-        print(f"  => {label}: trainforge stage-in as configured here ({default} threads on "
+        print(f"  => {label}: trainforge stage-in as configured here ({default} thread(s) on "
               f"{os.cpu_count()} CPUs) {ratio:.2f}x of raw copy")
 
 
