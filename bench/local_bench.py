@@ -141,7 +141,7 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
                     lambda dst, t=threads: copy_tree(_read_write(2 << 20), stored, dst, t))
         for threads in (1, 2, 4, 8):
             def staged(dst: Path, t: int = threads) -> None:
-                store.max_concurrency = t
+                store.download_concurrency = t
                 store.download_prefix(uri, str(dst))
             ways[f"trainforge stage-in, {threads} thread{'s' if threads > 1 else ''}"] = staged
         best: dict[str, float] = {}
@@ -163,7 +163,7 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
             print(f"    {name:<36} {mb / seconds:8.0f} MB/s   {raw / seconds:5.2f}x of raw")
         for name, why in failed.items():
             print(f"    {name:<36} not possible here: {why}")
-        default = type(store)(store.settings).max_concurrency
+        default = type(store)(store.settings).download_concurrency or store.max_concurrency
         name = f"trainforge stage-in, {default} thread{'s' if default > 1 else ''}"
         ratio = raw / best[name] if name in best else float("nan")
         print(f"  => {label}: trainforge stage-in as configured here ({default} thread(s) on "
