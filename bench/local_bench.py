@@ -124,7 +124,8 @@ def copy_tree(copy, src: Path, dst: Path, threads: int = 1) -> None:  # type: ig
 def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label: str) -> None:
     from trainforge.storage import open_store
 
-    print(f"\nstaging: local:// store -> run folder (the stage-in path), best of {rounds} interleaved rounds")
+    print(f"\nstaging: local:// store -> run folder (the stage-in path), best of {rounds} interleaved rounds "
+          "(order rotated, os.sync() before each)")
     for label, folder in (("one large file", large), (small_label, small)):
         uri = f"local://bench-data/{folder.name}/"
         store = open_store(uri)
@@ -146,10 +147,15 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
             ways[f"trainforge stage-in, {threads} thread{'s' if threads > 1 else ''}"] = staged
         best: dict[str, float] = {}
         failed: dict[str, str] = {}
+        names = list(ways)
         for r in range(rounds):
-            for name, way in ways.items():
+            # Order rotated and dirty pages written back before each way: otherwise
+            # the ways late in a round pay for the writeback of the early ones.
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                way = ways[name]
                 if name in failed:
                     continue
+                os.sync()
                 dst = tmp / f"copy-{r}"
                 try:
                     best[name] = min(best.get(name, 1e9), timed(lambda: way(dst)))  # type: ignore[operator]
