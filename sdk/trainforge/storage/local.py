@@ -37,8 +37,9 @@ class LocalStore(BaseStore):
         self.root = str(settings.store_root)
         # A download here is a local copy: page-cache work for the CPU, not waiting
         # on a network, and threads past half the cores only contend
-        # (bench/local_bench.py, 2 cores, 2,000 small files: 1 thread 0.99x of a
-        # raw copy, 8 threads 0.21x). Uploads keep max_concurrency: each one ends
+        # (bench/local_bench.py, 2 cores, 2,000 small files: 1 thread 0.78x of a
+        # raw copy, 2 threads 0.58x, 8 threads 0.74x; never better with more
+        # threads in any run). Uploads keep max_concurrency: each one ends
         # in an fsync, which threads overlap (8 threads: 5-10x faster than 1).
         self.download_concurrency = max(1, min(self.max_concurrency, (os.cpu_count() or 1) // 2))
 
