@@ -14,9 +14,20 @@ $(PY):
 
 venv: $(PY)
 
+# A machine without a GPU can take PyTorch's CPU-only wheels (about 200 MB
+# instead of several GB of CUDA libraries) from PyTorch's own index, e.g.
+#   make quickstart TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Empty (the default): PyTorch comes from PyPI with the rest. torch is then
+# installed first from that index, and the examples' `torch>=2.2` finds it
+# satisfied, so nothing is downloaded twice (pip's cache covers re-runs).
+TORCH_INDEX_URL ?=
+
 quickstart: $(PY)
-	$(PIP) install -e '.[examples]'
-	$(VENV)/bin/trainforge quickstart
+	@started=$$(date +%s); \
+	$(if $(TORCH_INDEX_URL),$(PIP) install --index-url '$(TORCH_INDEX_URL)' 'torch>=2.2' && ,)\
+	$(PIP) install -e '.[examples]' && \
+	$(VENV)/bin/trainforge quickstart && \
+	echo "make quickstart took $$(( $$(date +%s) - started )) s (set-up and training)"
 
 test: $(PY)
 	$(PIP) install -e '.[test]'

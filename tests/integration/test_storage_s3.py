@@ -276,3 +276,21 @@ def test_endpoint_that_is_not_s3_is_named(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_multipart_download_is_checked_from_its_parts_without_reading_it_again(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole object's CRC32 is folded from the ranged GETs' pieces as
+    s3transfer writes them (storage/crc.py); the file is not read back."""
+    from trainforge.storage import s3 as s3_module
+
+    data = os.urandom(17 * MiB + 3)  # 4 parts of <= 5 MiB, the last one short
+    (tmp_path / "big.bin").write_bytes(data)
+    store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("parts/"))
+
+    def no_second_read(path: str) -> int:
+        raise AssertionError(f"{path} was read again to check its CRC32")
+
+    monkeypatch.setattr(s3_module, "crc32_file", no_second_read)
+    store.download_prefix(minio_bucket.uri("parts/"), str(tmp_path / "dst"))
+    assert zlib.crc32((tmp_path / "dst" / "big.bin").read_bytes()) == zlib.crc32(data)

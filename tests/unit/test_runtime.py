@@ -514,3 +514,16 @@ def test_run_trainer_turns_how_train_ended_into_exit_code_and_failure_file(
     assert runtime.run_trainer(broken) == 1
     assert "ValueError: bad row 7" in failure.read_text()
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,value,step", [
+    ("train:loss", 0.25, 3), ('odd"name\\é', 1e-300, None), ("flag", True, True), ("big", 10**20, 2**40),
+])
+def test_metric_lines_are_what_json_dumps_writes(name: str, value: object, step: object) -> None:
+    """log_metric formats its line without json.dumps (speed): the same text, strict JSON."""
+    from trainforge.runtime.metrics import metric_line
+
+    line = metric_line(name, value, step, timestamp=1_700_000_000.125)
+    record = {"timestamp": 1_700_000_000.125, "name": name, "value": float(value),  # type: ignore[arg-type]
+              "step": None if step is None else int(step)}  # type: ignore[call-overload]
+    assert line == json.dumps(record, allow_nan=False) and json.loads(line) == record

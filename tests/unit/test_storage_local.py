@@ -413,12 +413,13 @@ def test_sweep_partial_removes_only_temp_files_under_the_prefix(store: LocalStor
 
 def test_a_cancelled_download_leaves_no_partial_file(store: LocalStore, tmp_path: Path) -> None:
     from trainforge.errors import TransferCancelled
+    from trainforge.storage.files import COPY_CHUNK
     from trainforge.storage.progress import CancellableProgress
 
     source = Path(store.root) / "bucket" / "data"
     source.mkdir(parents=True)
-    for index in range(3):
-        (source / f"part-{index}.bin").write_bytes(b"x" * (3 * 1024 * 1024))
+    for index in range(3):  # three chunks of the kernel's copy each
+        (source / f"part-{index}.bin").write_bytes(b"x" * (3 * COPY_CHUNK))
     seen = []
 
     def cancelled() -> bool:
@@ -430,3 +431,70 @@ def test_a_cancelled_download_leaves_no_partial_file(store: LocalStore, tmp_path
                               progress=CancellableProgress(cancelled, "stopped"))
     left = [p for p in (tmp_path / "dst").rglob("*") if p.is_file()] if (tmp_path / "dst").exists() else []
     assert left == []
+
+
+# --- the fast copy paths (storage.files.copy_fd) --------------------------------------
+
+def test_fast_stage_in_copies_exactly_and_never_links_into_the_store(store: LocalStore, tmp_path: Path) -> None:
+    """Kernel copy offload for a file of several chunks, whole reads for small
+    ones: the same bytes, a file of its own (no hard link, no symlink), and
+    writing the copy leaves the store as it was."""
+    import zlib
+
+    from trainforge.storage.files import COPY_CHUNK, SMALL_FILE
+
+    files = {"big.bin": os.urandom(2 * COPY_CHUNK + 12345), "edge.bin": os.urandom(SMALL_FILE),
+             **{f"small/{i:03d}.bin": os.urandom(100 + i) for i in range(40)}}
+    write_tree(Path(store.root) / "bucket" / "fast", files)
+    dest = tmp_path / "run" / "train"
+    store.download_prefix("local://bucket/fast/", str(dest))
+    got = read_tree(dest)
+    assert {k: zlib.crc32(v) for k, v in got.items()} == {k: zlib.crc32(v) for k, v in files.items()}
+    for rel in files:
+        copy, original = dest / rel, Path(store.root) / "bucket" / "fast" / rel
+        assert not copy.is_symlink() and copy.stat().st_nlink == 1 and original.stat().st_nlink == 1
+        assert copy.stat().st_ino != original.stat().st_ino
+        with open(copy, "r+b") as fh:  # the trainer writes into its copy, in place
+            fh.write(b"changed by the trainer")
+    assert read_tree(Path(store.root) / "bucket" / "fast") == files
+    assert no_temp_files(dest)
+
+
+def test_copy_falls_back_when_the_kernel_cannot_offload(tmp_path: Path) -> None:
+    """A source neither copy_file_range nor sendfile takes (a pipe) is copied
+    through user space, in chunks, with progress for each."""
+    from trainforge.storage.files import COPY_CHUNK, copy_fd
+
+    data = os.urandom(COPY_CHUNK + 999)
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write_end, data), os.close(write_end)))
+    writer.start()
+    seen: list[int] = []
+    target = tmp_path / "out.bin"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        copied = copy_fd(read_end, fd, len(data), str(target), seen.append)
+    finally:
+        os.close(fd)
+        os.close(read_end)
+        writer.join()
+    assert copied == len(data) == sum(seen) and target.read_bytes() == data
+
+
+def test_a_source_that_shrank_midway_is_refused_and_leaves_nothing(store: LocalStore, tmp_path: Path) -> None:
+    from trainforge.errors import IntegrityError
+    from trainforge.storage.files import COPY_CHUNK
+
+    source = Path(store.root) / "bucket" / "shrink" / "data.bin"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(os.urandom(3 * COPY_CHUNK))
+
+    class Truncates(Recorder):
+        def advance(self, nbytes: int) -> None:
+            super().advance(nbytes)
+            os.truncate(source, COPY_CHUNK)  # another writer, after the first chunk
+
+    with pytest.raises(IntegrityError, match="changed while being copied"):
+        store.download_prefix("local://bucket/shrink/", str(tmp_path / "dst"), progress=Truncates())
+    assert not (tmp_path / "dst").exists() or read_tree(tmp_path / "dst") == {}
+    assert no_temp_files(tmp_path)

@@ -20,8 +20,9 @@ from ..uris import StorageURI
 from .base import ObjectInfo, TransferProgress, as_uri, is_prefix
 from .files import (
     LocalFile,
+    atomic_fd,
     atomic_file,
-    clone,
+    copy_fd,
     is_temp_name,
     make_dirs,
     pump,
@@ -37,6 +38,13 @@ class LocalStore(BaseStore):
     def __init__(self, settings: Settings):
         super().__init__(settings)
         self.root = str(settings.store_root)
+        # A download here is a local copy: page-cache work for the CPU, not waiting
+        # on a network, and threads past half the cores only contend
+        # (bench/local_bench.py, 2 cores, 2,000 small files: 1 thread 0.78x of a
+        # raw copy, 2 threads 0.58x, 8 threads 0.74x; never better with more
+        # threads in any run). Uploads keep max_concurrency: each one ends
+        # in an fsync, which threads overlap (8 threads: 5-10x faster than 1).
+        self.download_concurrency = max(1, min(self.max_concurrency, (os.cpu_count() or 1) // 2))
 
     # --- addressing -------------------------------------------------------------
     def _path(self, uri: StorageURI) -> str:
@@ -106,20 +114,22 @@ class LocalStore(BaseStore):
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         path = self._path(uri)
         try:
-            source = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+            source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no object at {uri} ({path})") from None
         except OSError as exc:
             raise StorageError(f"cannot read {uri} ({path}): {exc.strerror or exc}") from exc
-        with source, atomic_file(target) as sink:
-            copied = clone(source, sink)  # a reflink where the filesystem can (FastFile on the process backend)
-            if copied is None:
-                copied, _ = pump(source, sink, progress.advance)
-            else:
-                progress.advance(copied)
-            if copied != obj.size:
-                raise IntegrityError(f"{uri} changed while being copied to {target}: "
-                                     f"expected {obj.size} bytes, read {copied}")
+        target = os.path.abspath(target)
+        try:
+            with atomic_fd(target) as sink:
+                # A copy, never a link: a reflink where the filesystem can, else the
+                # kernel's copy (FastFile on the process backend: the trainer may write).
+                copied = copy_fd(source, sink, obj.size, target, progress.advance)
+                if copied != obj.size:
+                    raise IntegrityError(f"{uri} changed while being copied to {target}: "
+                                         f"expected {obj.size} bytes, read {copied}")
+        finally:
+            os.close(source)
 
     # --- writing ------------------------------------------------------------------
     def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:

@@ -35,6 +35,7 @@ from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
+from .crc import PieceCRC
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
 from .s3client import (
     MAPPED,
@@ -94,6 +95,30 @@ class _Subscriber(BaseSubscriber):  # type: ignore[misc]
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
         self._progress.advance(bytes_transferred)
+
+
+class _PieceFile:
+    """The temp file s3transfer writes a download into (seek + write, from its
+    one I/O thread), feeding every piece to a PieceCRC on the way."""
+
+    def __init__(self, handle: Any, pieces: PieceCRC):
+        self._handle, self._pieces, self._position = handle, pieces, 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = self._handle.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def write(self, data: bytes) -> int:
+        self._pieces.add(self._position, data)
+        written = self._handle.write(data)
+        self._position += written
+        return written
 
 
 class S3Store(BaseStore):
@@ -260,15 +285,24 @@ class S3Store(BaseStore):
     def _get_large(self, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         head = self._head(uri)
         size, etag = int(head["ContentLength"]), head.get("ETag")
+        pieces = PieceCRC()
         with atomic_path(target) as tmp:
             with self._errors(uri, "download"):
                 try:
-                    future = self._transfers().download(
-                        uri.bucket, uri.key, tmp, subscribers=[_Subscriber(progress, size, etag)])
-                    future.result()
+                    with open(tmp, "xb") as handle:
+                        future = self._transfers().download(
+                            uri.bucket, uri.key, _PieceFile(handle, pieces),
+                            subscribers=[_Subscriber(progress, size, etag)])
+                        future.result()
                 except OSError as exc:
                     raise write_error(target, exc) from exc
-            _verify(uri, os.path.getsize(tmp), crc32_file(tmp), size, expected_crc(head))
+            want = expected_crc(head)
+            # The CRC32 from the parts as they were written; read the file again
+            # only when they do not tile it (a part retried midway).
+            got = pieces.value(size) if want is not None else 0
+            if want is not None and got is None:
+                got = crc32_file(tmp)
+            _verify(uri, os.path.getsize(tmp), got or 0, size, want)
 
     # --- writing ------------------------------------------------------------------
     def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:

@@ -37,6 +37,7 @@ class BaseStore(ABC):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.max_concurrency = settings.s3.max_concurrency
+        self.download_concurrency: int | None = None  # None: max_concurrency
 
     # --- primitives -----------------------------------------------------------
     @abstractmethod
@@ -109,14 +110,17 @@ class BaseStore(ABC):
         mine = {o.key for o in shard_objects([o for o, _ in wanted], shard)}
         items = [(o, t) for o, t in wanted if o.key in mine]
         what = f"download {u}" + (f" (shard {shard[0] + 1}/{shard[1]})" if shard else "")
-        return self._run(items, lambda item, p: self._get(item[0], as_uri(item[0].uri), item[1], p),
-                         [o.size for o, _ in items], progress, what)
+        # The object's URI from its key, not parsed again from text per object.
+        return self._run(items, lambda item, p: self._get(item[0], StorageURI(u.scheme, u.bucket, item[0].key),
+                                                          item[1], p),
+                         [o.size for o, _ in items], progress, what, self.download_concurrency)
 
     # --- parallel runner ------------------------------------------------------
     def _run(self, items: Sequence[T], one: Callable[[T, TransferProgress], None],
              sizes: Sequence[int], progress: TransferProgress | None,
-             description: str) -> TransferStats:
-        """Run ``one`` over ``items`` on a pool of ``max_concurrency`` threads.
+             description: str, threads: int | None = None) -> TransferStats:
+        """Run ``one`` over ``items`` on a pool of ``threads`` (default
+        ``max_concurrency``) threads.
         The first failure cancels what has not started and is raised as is
         (it names its object); the others finish or fail quietly."""
         progress = progress if progress is not None else NullProgress()
@@ -128,7 +132,7 @@ class BaseStore(ABC):
             progress.file_done()
 
         try:
-            workers = min(self.max_concurrency, len(items))
+            workers = min(threads or self.max_concurrency, len(items))
             if workers <= 1:
                 for item in items:
                     task(item)
