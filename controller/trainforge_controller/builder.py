@@ -43,6 +43,7 @@ FAILURE_FILE = Layout().failure_file
 TRAINER = "trainer"
 STAGE_IN = "stage-in"
 SIDECAR = "stager"
+STAGER_TMP = "stager-tmp"  # the stagers' /tmp: their root filesystem is read-only
 
 
 def attempt_job_name(job_name: str, attempt: int) -> str:
@@ -94,8 +95,31 @@ def build_service(job: TrainingJob, uid: str, settings: ControllerSettings) -> d
     }
 
 
+def escape_expansion(value: str) -> str:
+    """A literal env value: Kubernetes expands ``$(VAR)`` in env values (``$$`` is
+    a literal ``$``), so a hyperparameter or spec.env value ``$(AWS_SECRET_ACCESS_KEY)``
+    would otherwise read another variable of the container."""
+    return value.replace("$", "$$")
+
+
 def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
-    return [{"name": k, "value": v} for k, v in env.items()]
+    # Every value literal: all of them carry, or may carry, what a user wrote.
+    return [{"name": k, "value": escape_expansion(v)} for k, v in env.items()]
+
+
+def pod_security_context(settings: ControllerSettings) -> dict[str, Any]:
+    """Non-root, one uid for every container (fsGroup makes the shared emptyDirs
+    theirs), the runtime's default seccomp filter."""
+    uid = settings.job_uid
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context(read_only_root: bool) -> dict[str, Any]:
+    """No setuid gains, no capabilities. A read-only root only for the stagers: a
+    trainer image may write anywhere in its own filesystem (caches, ~/.config)."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": read_only_root}
 
 
 def trainer_env(job: TrainingJob, instance: InstanceType, attempt: int,
@@ -111,12 +135,14 @@ def trainer_env(job: TrainingJob, instance: InstanceType, attempt: int,
         master_port=settings.master_port, attempt=attempt, extra=dict(job.spec.env))
     head: list[dict[str, Any]] = [{"name": "TRAINFORGE_HOST_INDEX", "valueFrom": {
         "fieldRef": {"fieldPath": f"metadata.labels['{INDEX_LABEL}']"}}}]
+    tail: list[dict[str, Any]] = []
     if count > 1:
-        for key in ("SM_CURRENT_HOST", "SM_TRAINING_ENV"):
+        for key in ("SM_CURRENT_HOST", "SM_TRAINING_ENV", "NODE_RANK"):
             env.pop(key, None)
         env["MASTER_ADDR"] = f"{attempt_job_name(job.name, attempt)}-0.{service_name(job.name)}"
-        env["NODE_RANK"] = "$(TRAINFORGE_HOST_INDEX)"
-    return head + _env_list(env)
+        # The one value meant to be expanded, so not through _env_list.
+        tail.append({"name": "NODE_RANK", "value": "$(TRAINFORGE_HOST_INDEX)"})
+    return head + _env_list(env) + tail
 
 
 def job_spec_json(job: TrainingJob) -> str:
@@ -157,7 +183,9 @@ def _stager(job: TrainingJob, name: str, command: str, settings: ControllerSetti
                     "fieldRef": {"fieldPath": f"metadata.annotations['{JOB_SPEC_ANNOTATION}']"}}},
                 ] + _env_list(env),
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-        "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root}],
+        "volumeMounts": [{"name": "opt-ml", "mountPath": Layout().root},
+                         {"name": STAGER_TMP, "mountPath": "/tmp"}],  # model.tar.gz is packed there
+        "securityContext": container_security_context(read_only_root=True),
     }
     access = _storage_access(settings, credentials_secret)
     container["env"] += access.get("env", [])
@@ -188,17 +216,22 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "terminationMessagePath": FAILURE_FILE,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
+        "securityContext": container_security_context(read_only_root=False),
     }
     pod_labels = labels(job, attempt)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A trainer has no business with the API: no token in the pod.
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(settings),
         "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
         "initContainers": [_stager(job, STAGE_IN, "in", settings, credentials_secret=credentials_secret),
                            _stager(job, SIDECAR, "sync", settings, always=True,
                                    credentials_secret=credentials_secret)],
         "containers": [trainer],
         "volumes": [{"name": "opt-ml", "emptyDir": {}},
-                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}}],
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+                    {"name": STAGER_TMP, "emptyDir": {}}],
     }
     if credentials_secret is not None:
         pod_spec["volumes"].append({"name": CREDENTIALS_VOLUME, "secret": {

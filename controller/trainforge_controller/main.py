@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from kubernetes import client, config, watch
+from trainforge.uris import redact_userinfo
 
 from . import GROUP, PLURAL, VERSION
 from .builder import JOB_NAME_LABEL, MANAGED_BY
@@ -226,7 +227,7 @@ class Controller:
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({"time": self.formatTime(record), "level": record.levelname,
-                           "logger": record.name, "msg": record.getMessage()})
+                           "logger": record.name, "msg": redact_userinfo(record.getMessage())})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from trainforge.errors import TrainforgeError
 from trainforge.instances import InstanceType, lookup
 from trainforge.metrics import final_values, read_stored_records
 from trainforge.spec import Phase, TrainingJob
+from trainforge.spec.loading import issues_from
 from trainforge.storage import ObjectStore, open_store
 
 from . import GROUP, PLURAL, VERSION
@@ -100,7 +101,7 @@ class Reconciler:
             job = TrainingJob.model_validate(_wire(raw))
         except ValidationError as exc:
             # The apiserver checks the schema; what only pydantic knows lands here.
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(str(issue) for issue in issues_from(exc))  # as the SDK words them
             invalid = _invalid(raw, f"invalid spec: {problems}", now)
             return self._write(raw, None, invalid, invalid.events)
         issues = tenancy_issues(job, self.settings.default_output)

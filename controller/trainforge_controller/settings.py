@@ -26,11 +26,18 @@ class ControllerSettings:
     catalog_configmap: str = "trainforge-instances"
     catalog_namespace: str = "trainforge-system"
     master_port: int = 29500
+    # Every container of a job pod runs as this uid/gid (the base images' trainer
+    # user): one owner for the shared /opt/ml volume; never 0 (runAsNonRoot).
+    job_uid: int = 10001
     checkpoint_sync_seconds: int = 60
     stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
     resync_seconds: float = 300.0
     requeue_seconds: float = 15.0  # running jobs only: their billable seconds grow
     catalog_seconds: float = 30.0  # how long a read of the instance catalog is used
+
+    def __post_init__(self) -> None:
+        if self.job_uid < 1:  # the kubelet would refuse every pod, each with its own error
+            raise ValueError(f"TRAINFORGE_JOB_UID must be a non-root uid (1 or more), got {self.job_uid}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ControllerSettings":

@@ -108,6 +108,41 @@ def env_name(name: str) -> str:
     return name.upper().replace("-", "_").replace(".", "_")
 
 
+# What ``spec.env`` may not set (checked at validation, spec/models.py), by family:
+# - SM_* and TRAINFORGE_*: the contract itself (paths, hosts, hyperparameters, the
+#   metrics file); a job that moved SM_MODEL_DIR would ship an empty model.
+# - TRAINING_JOB_NAME, PYTHONUNBUFFERED: also set by contract_env; unbuffered output is
+#   what lets metric regexes and logs see lines as they happen.
+# - MASTER_ADDR/MASTER_PORT/WORLD_SIZE/NNODES/NODE_RANK: the rendezvous of a multi-host
+#   job; a wrong value hangs every host (reserved even for one host, so a spec does
+#   not change meaning when its count grows).
+# - PYTHONPATH/PYTHONHOME/PYTHONSTARTUP/PYTHONUSERBASE/PYTHONSAFEPATH and the dynamic
+#   loader's LD_PRELOAD/LD_LIBRARY_PATH/LD_AUDIT: they decide which code runs before the
+#   trainer's own (the process backend puts trainforge.runtime on PYTHONPATH); the image
+#   is the place to set them, where they are reviewed with the code.
+RESERVED_ENV_PREFIXES = ("SM_", "TRAINFORGE_")
+RESERVED_ENV_NAMES = frozenset({
+    "TRAINING_JOB_NAME", "PYTHONUNBUFFERED",
+    "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NNODES", "NODE_RANK",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONSAFEPATH",
+    "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+})
+
+
+def reserved_env(name: str) -> bool:
+    """Is ``name`` the contract's to set (see RESERVED_ENV_NAMES)?"""
+    return name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
+
+
+def colliding_names(names: Any, prefix: str) -> list[tuple[str, list[str]]]:
+    """Names that env_name maps onto the same ``<prefix><NAME>`` variable:
+    [(variable, [name, name, ...]), ...], sorted; empty when there are none."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(f"{prefix}{env_name(name)}", []).append(name)
+    return sorted((var, sorted(group)) for var, group in groups.items() if len(group) > 1)
+
+
 def contract_env(
     *,
     job_name: str,
@@ -154,8 +189,8 @@ def contract_env(
         env[f"SM_HP_{env_name(name)}"] = value
     if len(host.hosts) > 1:
         env.update(torchrun_env(host, master_port))
-    env.update(extra or {})
-    return env
+    # The spec's own env first, so the contract wins even for a spec that skipped validation.
+    return {**(extra or {}), **env}
 
 
 def torchrun_env(host: HostInfo, master_port: int = 29500, master_addr: str | None = None) -> dict[str, str]:

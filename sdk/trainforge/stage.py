@@ -35,6 +35,7 @@ from .staging import (
     sync_checkpoints,
 )
 from .storage import open_store
+from .uris import redact_userinfo
 
 METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file uploaded
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             sync_command(job, layout, host, output_uri, args.interval, stop)
     except (TrainforgeError, KeyError, ValueError) as exc:
-        message = f"stager {args.command}: {exc}"
+        message = redact_userinfo(f"stager {args.command}: {exc}")
         print(message, file=sys.stderr, flush=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran
             os.makedirs(args.root, exist_ok=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SCHEMES = ("s3", "local", "file")
+# scheme://userinfo@ : everything up to the last "@" before the host's end.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
 # S3 bucket naming rules (lowercase, 3-63, no leading/trailing dot or dash).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -71,3 +73,10 @@ def parse_uri(text: str) -> StorageURI:
     if any(seg in (".", "..") for seg in key.split("/")):
         raise ValueError(f"key in {text!r} must not contain '.' or '..' segments")
     return StorageURI(scheme, bucket, key)
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden:
+    ``http://user:secret@host:9000`` -> ``http://***@host:9000``. Endpoints reach
+    error messages, status and logs; a secret in one must not."""
+    return _USERINFO.sub(r"\1***@", text) if "@" in text else text

@@ -115,3 +115,99 @@ def test_service_is_headless_and_deterministic() -> None:
 def test_same_inputs_same_job() -> None:
     args = (_job(instance={"type": "gpu-2x", "count": 2}), "u", 1, DEFAULT_CATALOG["gpu-2x"], S, 99)
     assert build_job(*args) == build_job(*args)
+
+
+def test_every_container_is_unprivileged_and_the_pod_has_no_token() -> None:
+    pod = build_job(_job(instance={"type": "gpu-8x", "count": 2}), "u", 1, DEFAULT_CATALOG["gpu-8x"], S,
+                    10)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                      "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+    containers = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+    assert set(containers) == {"stage-in", "stager", "trainer"}
+    for name, container in containers.items():
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert "privileged" not in context and "runAsUser" not in context, name  # the pod's uid for all
+        # Stagers: read-only root, a scratch /tmp; the trainer's image may write where it likes.
+        assert context["readOnlyRootFilesystem"] is (name != "trainer"), name
+    for name in ("stage-in", "stager"):
+        assert {"name": "stager-tmp", "mountPath": "/tmp"} in containers[name]["volumeMounts"]
+    assert {"name": "stager-tmp", "emptyDir": {}} in pod["volumes"]
+
+
+def test_job_uid_comes_from_the_settings() -> None:
+    settings = ControllerSettings.from_env({"TRAINFORGE_JOB_UID": "4242"})
+    pod = build_job(_job(), "u", 1, DEFAULT_CATALOG["gpu-1x"], settings, 10)["spec"]["template"]["spec"]
+    context = pod["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (4242, 4242, 4242)
+
+
+def test_a_root_job_uid_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="TRAINFORGE_JOB_UID"):
+        ControllerSettings.from_env({"TRAINFORGE_JOB_UID": "0"})
+
+
+SMUGGLE = "$(AWS_SECRET_ACCESS_KEY)"
+
+
+@pytest.mark.parametrize(("where", "spec", "variable"), [
+    ("spec.env value", {"env": {"TOKEN": SMUGGLE}}, "TOKEN"),
+    ("hyperparameter value", {"hyperparameters": {"lr": SMUGGLE}}, "SM_HP_LR"),
+    ("hyperparameters as JSON", {"hyperparameters": {"lr": SMUGGLE}}, "SM_HPS"),
+    ("training env JSON", {"hyperparameters": {"lr": SMUGGLE}}, "SM_TRAINING_ENV"),
+    ("content type", {"inputs": [{"channel": "train", "uri": "s3://data/x/", "contentType": SMUGGLE}]},
+     "SM_INPUT_DATA_CONFIG"),
+    ("already escaped", {"env": {"TOKEN": "$$(HOME) and $PATH"}}, "TOKEN"),
+])
+def test_user_values_cannot_expand_other_variables(where: str, spec: dict[str, Any], variable: str) -> None:
+    job = _job(**spec)
+    trainer = build_job(job, "u", 1, DEFAULT_CATALOG["gpu-1x"], S, 10)["spec"]["template"]["spec"]["containers"][0]
+    sent = next(e["value"] for e in trainer["env"] if e["name"] == variable)
+    # Kubernetes reads "$$" as a literal "$": what the trainer sees is exactly what the user wrote.
+    assert kubernetes_expand(sent, {"AWS_SECRET_ACCESS_KEY": "leaked", "HOME": "/root", "PATH": "/bin"}) \
+        == _unescaped_value(job, variable), where
+    assert "leaked" not in kubernetes_expand(sent, {"AWS_SECRET_ACCESS_KEY": "leaked"})
+
+
+def test_stager_output_uri_is_literal_and_node_rank_still_expands() -> None:
+    job = _job(instance={"type": "gpu-8x", "count": 2}, output={"uri": "s3://out/$(HOME)/"})
+    pod = build_job(job, "u", 1, DEFAULT_CATALOG["gpu-8x"], S, 10)["spec"]["template"]["spec"]
+    stager = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
+    assert kubernetes_expand(stager["TRAINFORGE_OUTPUT_URI"], {"HOME": "/x"}) == "s3://out/$(HOME)/"
+    env = _env({"spec": {"template": {"spec": pod}}})
+    assert env["NODE_RANK"] == "$(TRAINFORGE_HOST_INDEX)"  # ours, meant to expand
+
+
+def _unescaped_value(job: TrainingJob, variable: str) -> str:
+    from trainforge.contract import HostInfo, Layout, contract_env
+
+    env = contract_env(job_name=job.name, layout=Layout(), hyperparameters=job.spec.hyperparameters,
+                       inputs=job.spec.inputs, host=HostInfo("algo-1", ("algo-1",)),
+                       instance=DEFAULT_CATALOG["gpu-1x"], extra=dict(job.spec.env))
+    return env[variable]
+
+
+def kubernetes_expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion (k8s.io/kubernetes third_party/forked/golang/expansion):
+    "$$" is "$", "$(NAME)" a defined variable's value (an undefined one stays as
+    written), any other "$" itself."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "$" and i + 1 < len(value):
+            nxt = value[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = value.find(")", i + 2)
+                if end != -1:
+                    name = value[i + 2:end]
+                    out.append(env.get(name, value[i:end + 1]))
+                    i = end + 1
+                    continue
+        out.append(value[i])
+        i += 1
+    return "".join(out)

@@ -140,6 +140,23 @@ def test_rbac_is_the_same_as_k8s(helm_binary: Path) -> None:
                                             "namespace": "trainforge-system"}]
 
 
+def test_watch_namespace_makes_the_job_rules_a_role_there(helm_binary: Path) -> None:
+    docs = objects(render(helm_binary, "controller.watchNamespace=team-a"))
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in by_kind(docs, "Role")}
+    assert set(roles) == {("team-a", "trainforge-controller-jobs"), ("trainforge-system", "trainforge-controller")}
+    (cluster_role,) = by_kind(objects((K8S / "controller" / "rbac.yaml").read_text()), "ClusterRole")
+    assert roles["team-a", "trainforge-controller-jobs"]["rules"] == cluster_role["rules"]
+    bindings = {d["metadata"]["namespace"]: d for d in by_kind(docs, "RoleBinding")}
+    assert bindings["team-a"]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                             "name": "trainforge-controller-jobs"}
+    assert bindings["team-a"]["subjects"] == [{"kind": "ServiceAccount", "name": "trainforge-controller",
+                                               "namespace": "trainforge-system"}]
+    (deployment,) = by_kind(docs, "Deployment")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "WATCH_NAMESPACE", "value": "team-a"} in env
+
+
 @pytest.mark.parametrize("sets", [(), ("minio.enabled=true",)], ids=["defaults", "minio"])
 def test_rendered_manifests_pass_server_side_dry_run(
     kube: Any, trainforge_crd: Any, helm_binary: Path, kube_namespace: str, sets: tuple[str, ...],

@@ -176,8 +176,10 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod.tolerations[0].key == "nvidia.com/gpu"
     assert pod.subdomain == "mnist"
-    assert {v.name: v.empty_dir.medium for v in pod.volumes if v.empty_dir} == {"opt-ml": None, "dshm": "Memory"}
+    assert {v.name: v.empty_dir.medium for v in pod.volumes if v.empty_dir} == {"opt-ml": None, "dshm": "Memory",
+                                                                                "stager-tmp": None}
     assert [v.secret.secret_name for v in pod.volumes if v.secret] == ["mnist-tf-storage"]  # its own credentials
+    assert pod.automount_service_account_token is False and pod.security_context.run_as_non_root
     stage_in, sidecar = pod.init_containers
     assert stage_in.command == ["python", "-m", "trainforge.stage", "in"]
     assert sidecar.command[-1] == "sync" and sidecar.restart_policy == "Always"

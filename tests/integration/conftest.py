@@ -67,14 +67,20 @@ class TorchRuntime:
 
 
 @pytest.fixture(scope="session")
-def torch_runtime(trainforge_base_image: BaseImage) -> TorchRuntime:
+def torch_runtime(trainforge_base_image: BaseImage, tmp_path_factory: pytest.TempPathFactory) -> TorchRuntime:
     import torch
 
     site_packages = Path(torch.__file__).resolve().parents[1]
     if trainforge_base_image.python != sys.version_info[:2]:
         pytest.skip(f"the base image's Python {trainforge_base_image.python} differs from this run's "
                     f"{sys.version_info[:2]}, whose PyTorch the container would borrow")
-    return TorchRuntime(f"{site_packages}:{TORCH_MOUNT}:ro", {"PYTHONPATH": TORCH_MOUNT})
+    # On sys.path through a .pth file in the image's venv (spec.env may not set PYTHONPATH).
+    pth = tmp_path_factory.mktemp("torch-pth") / "host-site-packages.pth"
+    pth.write_text(TORCH_MOUNT + "\n")
+    pth.chmod(0o644)
+    major, minor = trainforge_base_image.python
+    venv_site = f"/opt/venv/lib/python{major}.{minor}/site-packages"
+    return TorchRuntime(f"{site_packages}:{TORCH_MOUNT}:ro,{pth}:{venv_site}/host-site-packages.pth:ro", {})
 
 
 @pytest.fixture(scope="session")

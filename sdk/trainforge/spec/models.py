@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ..contract import colliding_names, reserved_env
 from ..regex import compile_metric_regex
 from ..uris import parse_uri
 from . import limits
@@ -74,6 +75,23 @@ def _to_wire_string(value: Any) -> Any:
 
 
 WireString = Annotated[str, BeforeValidator(_to_wire_string)]
+
+
+def _not_reserved(name: str) -> str:
+    if reserved_env(name):
+        raise ValueError(f"{name!r} is reserved: the training contract sets it (SM_*, TRAINFORGE_*, "
+                         "rendezvous and loader variables cannot be set in spec.env)")
+    return name
+
+
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN), AfterValidator(_not_reserved)]
+
+
+def _no_collisions(names: Any, prefix: str, what: str) -> None:
+    clashes = colliding_names(names, prefix)
+    if clashes:
+        raise ValueError("; ".join(f"{what} {' and '.join(repr(n) for n in group)} map to the same variable {var}"
+                                   for var, group in clashes))
 
 
 class Distribution(str, Enum):
@@ -193,7 +211,7 @@ class TrainingJobSpec(_Model):
     metrics: list[MetricDefinition] = Field(default_factory=list, max_length=MAX_METRICS)
     stopping: Stopping = Field(default_factory=Stopping)
     retry: Retry = Field(default_factory=Retry)
-    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], WireString] = Field(default_factory=dict)
+    env: dict[EnvName, WireString] = Field(default_factory=dict)
     suspend: bool = Field(default=False, description="held back until an admission controller (e.g. Kueue) resumes it")
 
     @field_validator("inputs")
@@ -204,7 +222,15 @@ class TrainingJobSpec(_Model):
             if item.channel in seen:
                 raise ValueError(f"channel {item.channel!r} appears more than once")
             seen.add(item.channel)
+        _no_collisions(seen, "SM_CHANNEL_", "channels")
         return inputs
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _distinct_hyperparameter_variables(cls, hps: dict[str, str]) -> dict[str, str]:
+        # lr-rate and lr_rate would both be SM_HP_LR_RATE: one would silently win.
+        _no_collisions(hps, "SM_HP_", "hyperparameters")
+        return hps
 
     @field_validator("output")
     @classmethod

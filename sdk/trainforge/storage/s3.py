@@ -33,7 +33,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, StorageError
-from ..uris import StorageURI
+from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
 from .s3client import (
@@ -100,7 +100,7 @@ class S3Store(BaseStore):
         super().__init__(settings)
         s3 = settings.s3
         self.client = client if client is not None else client_for(s3)
-        self.endpoint = str(self.client.meta.endpoint_url)
+        self.endpoint = redact_userinfo(str(self.client.meta.endpoint_url))  # for messages only
         self.multipart_threshold = s3.multipart_threshold_mb * MiB
         self._transfer_config = TransferConfig(
             multipart_threshold=self.multipart_threshold,

@@ -40,6 +40,7 @@ from ..errors import (
     StorageError,
     StorageUnreachable,
 )
+from ..uris import redact_userinfo
 
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 60
@@ -102,8 +103,8 @@ def make_client(s3: S3Settings) -> Any:
         raise ConfigError(f"S3 profile {s3.profile or os.environ.get('AWS_PROFILE')!r} "
                           f"not found in the AWS config files: {exc}") from exc
     except (BotoCoreError, ValueError) as exc:
-        raise ConfigError(f"cannot configure the S3 client "
-                          f"(endpoint {s3.endpoint_url or 'from the AWS settings'}): {exc}") from exc
+        raise ConfigError(redact_userinfo(f"cannot configure the S3 client "
+                          f"(endpoint {s3.endpoint_url or 'from the AWS settings'}): {exc}")) from exc
     return client
 
 
@@ -158,7 +159,14 @@ def is_not_found(exc: ClientError) -> bool:
 
 def map_error(exc: BaseException, uri: str, endpoint: str, action: str) -> StorageError:
     """One botocore/s3transfer error -> the StorageError a user can act on,
-    naming the URI (and the endpoint where it helps)."""
+    naming the URI (and the endpoint where it helps, never its credentials:
+    botocore's own messages repeat the endpoint URL as configured)."""
+    error = _map_error(exc, uri, endpoint, action)
+    error.args = (redact_userinfo(str(error)),)
+    return error
+
+
+def _map_error(exc: BaseException, uri: str, endpoint: str, action: str) -> StorageError:
     if isinstance(exc, RetriesExceededError) and isinstance(exc.last_exception, BaseException):
         exc = exc.last_exception
     if isinstance(exc, ClientError):

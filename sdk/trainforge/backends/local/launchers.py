@@ -47,6 +47,39 @@ class Launcher(Protocol):
         """``channels``: channel -> host folder to show read-only (mounts_channels)."""
 
 
+# What the submitter's environment holds that a process trainer is not given unless
+# the backend option ``pass_env`` names it: cloud and object-store credentials (the
+# supervisor uses them to stage; the trainer's data arrives in its folders), access to
+# clusters, container engines and agents, and trainforge's own settings. The trainer
+# runs as the submitting user, so this is not a sandbox; it keeps a job's code, or a
+# log line it prints, from holding the submitter's keys by default.
+WITHHELD_PREFIXES = (
+    "AWS_", "MINIO_", "MC_HOST", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GCE_", "AZURE_", "ARM_",
+    "TRAINFORGE_", "DOCKER_", "CONTAINER_", "PODMAN_", "KUBE", "VAULT_", "SSH_", "GPG_",
+)
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "APIKEY",
+                 "ACCESS_KEY", "PRIVATE_KEY", "SESSION_KEY", "AUTH")
+
+
+def withheld(name: str) -> bool:
+    """Is ``name`` kept from a process trainer unless passed on (WITHHELD_PREFIXES)?"""
+    upper = name.upper()
+    return upper.startswith(WITHHELD_PREFIXES) or any(word in upper for word in _SECRET_WORDS)
+
+
+def pass_env_names(value: str | list[str] | None) -> frozenset[str]:
+    """The ``pass_env`` option: names, a list or a comma-separated string."""
+    if not value:
+        return frozenset()
+    names = value.split(",") if isinstance(value, str) else list(value)
+    return frozenset(n.strip() for n in names if n.strip())
+
+
+def trainer_environ(environ: dict[str, str], passed: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The part of the submitter's environment a process trainer inherits."""
+    return {k: v for k, v in environ.items() if k in passed or not withheld(k)}
+
+
 def trainer_source(image: str) -> Path:
     """The source directory the process backend runs ``python -m trainer.start`` in."""
     path = Path(image[len("file://"):] if image.startswith("file://") else image)
@@ -133,7 +166,9 @@ class _Subprocess:
 
 class ProcessLauncher:
     """Runs ``python -m trainer.start`` from a source directory, with the
-    contract relocated into the job's run directory.
+    contract relocated into the job's run directory. Options: ``python`` (the
+    interpreter), ``pass_env`` (names of withheld variables to hand on anyway,
+    a list or "A,B"; see WITHHELD_PREFIXES) and ``on_missing_gpus``.
 
     The trainer runs on this machine, so a GPU instance type needs that many
     NVIDIA GPUs here (it gets CUDA_VISIBLE_DEVICES narrowed to them); without
@@ -147,12 +182,14 @@ class ProcessLauncher:
     # filesystem can, see storage.files.clone).
     mounts_channels = False
 
-    def __init__(self, python: str | None = None, on_missing_gpus: str = "error"):
+    def __init__(self, python: str | None = None, on_missing_gpus: str = "error",
+                 pass_env: str | list[str] | None = None):
         if on_missing_gpus not in ("error", "cpu"):
             raise BackendError("process backend option on_missing_gpus: expected 'error' or 'cpu', "
                                f"got {on_missing_gpus!r}")
         self.python = python or sys.executable
         self.on_missing_gpus = on_missing_gpus
+        self.pass_env = pass_env_names(pass_env)
 
     def layout(self, run_dir: Path) -> Layout:
         return Layout(str(run_dir))
@@ -176,7 +213,7 @@ class ProcessLauncher:
     def launch(self, image: str, run_dir: Path, env: dict[str, str], gpus: int,
                channels: Mapping[str, str] | None = None) -> Launched:
         source = trainer_source(image)
-        full_env = {**os.environ, **env}
+        full_env = {**trainer_environ(dict(os.environ), self.pass_env), **env}
         notes = []
         if gpus > 0:
             problem = self._gpu_problem(gpus)
@@ -209,7 +246,8 @@ def _refusal(problem: str) -> BackendError:
 def make_launcher(kind: str, options: dict[str, str] | None = None) -> Launcher:
     options = options or {}
     if kind == "process":
-        return ProcessLauncher(options.get("python"), options.get("on_missing_gpus", "error"))
+        return ProcessLauncher(options.get("python"), options.get("on_missing_gpus", "error"),
+                               options.get("pass_env"))
     if kind == "container":
         from .container import ContainerLauncher
 

@@ -42,6 +42,7 @@ from ...staging import (
 )
 from ...storage import open_store
 from ...storage.progress import CancellableProgress
+from ...uris import redact_userinfo
 from .jobdir import JobDir
 from .hostgroup import HostGroup, free_port
 from .launchers import Launched, Launcher, make_launcher
@@ -86,6 +87,9 @@ class Supervisor:
 
     # -- status ---------------------------------------------------------------
     def set_phase(self, phase: Phase, message: str = "", reason: str | None = None) -> None:
+        # Messages carry error texts, and those may name an endpoint URL with credentials.
+        message = redact_userinfo(message)
+        reason = None if reason is None else redact_userinfo(reason)
         now = utc_now()
         status = self.status.model_copy(deep=True)
         if status.phase != phase:
@@ -336,7 +340,7 @@ class Supervisor:
             self.fail(f"the local supervisor cannot write {exc.filename or self.jobdir.path}: {exc.strerror or exc}")
         except Exception as exc:  # an honest status even for our own bugs
             with contextlib.suppress(OSError):
-                traceback.print_exc()
+                print(redact_userinfo(traceback.format_exc()), end="", file=sys.stderr, flush=True)
             self.fail(f"internal error in the local supervisor: {type(exc).__name__}: {exc}")
         finally:
             self.jobdir.clear_scratch()
@@ -363,7 +367,7 @@ class Supervisor:
         self.status.artifacts = artifacts
 
     def fail(self, reason: str) -> None:
-        say(f"job failed: {reason}")
+        say(f"job failed: {redact_userinfo(reason)}")
         self.set_phase(Phase.FAILED, reason, reason)
 
 
