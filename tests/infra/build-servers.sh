@@ -103,12 +103,44 @@ build_kubernetes() { kube_wrapper kube-apiserver kube-controller-manager kube-sc
 # cost ~25 s after build_kubernetes (only ~100 of its packages are new).
 build_kubelet() { kube_wrapper kubelet; }
 
+# The sandbox ("pause") process of the real node's pods: a static binary that
+# waits for SIGTERM and reaps children. Ours, so no registry image is needed.
+build_pause() {
+  go mod init trainforge.dev/pause
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range c {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			if p, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); p <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  go build -trimpath -ldflags='-s -w' -o "$out/pause" .
+}
+
 declare -A versions=(
   [minio]=$MINIO_VERSION [mc]=$MC_VERSION [etcd]=$ETCD_VERSION
-  [kubernetes]=$KUBERNETES_VERSION [kubelet]=$KUBERNETES_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
+  [kubernetes]=$KUBERNETES_VERSION [kubelet]=$KUBERNETES_VERSION [pause]=$PAUSE_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
 )
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kubelet kwok helm mc)
+[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kubelet pause kwok helm mc)
 failed=0
 for c in "${components[@]}"; do
   run_build "$c" "${versions[$c]}" "build_$c" || failed=1
