@@ -41,6 +41,12 @@ REAL_NODE_CATALOG = f"""
   gpus: 0
   node_selector: {{{NODE_LABEL[0]}: "{NODE_LABEL[1]}"}}
   tolerations: [{json.dumps(NODE_TAINT)}]
+- name: real-half
+  cpus: 0.5
+  memory_gib: 1
+  gpus: 0
+  node_selector: {{{NODE_LABEL[0]}: "{NODE_LABEL[1]}"}}
+  tolerations: [{json.dumps(NODE_TAINT)}]
 """
 DIGITS_METRICS = [{"name": "validation:accuracy", "regex": r"val_acc=([0-9.]+)"},
                   {"name": "train:loss", "regex": r"train_loss=([0-9.eE+-]+)"}]
@@ -149,3 +155,31 @@ def test_failure_file_is_the_failure_reason_on_real_pods(real: Harness, node_ima
     assert trainer.state.terminated.exit_code != 0
     assert "simulated failure at epoch 2" in trainer.state.terminated.message
     assert isinstance(pod, client.V1Pod)
+
+
+def test_two_host_ddp_job_on_real_pods(real: Harness, node_images: dict[str, str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pods, one rank each: the torchrun variables the builder sets (MASTER_ADDR
+    the first pod's name under the headless Service, NODE_RANK from the completion
+    index) are enough for DDP; both ranks hold the same weights after every epoch."""
+    h = real
+    for key, value in h.bucket.env().items():
+        monkeypatch.setenv(key, value)
+    inputs = upload_digits(h, tmp_path)
+    h.submit("ddp", image=node_images["digits-pytorch"], instance={"type": "real-half", "count": 2},
+             hyperparameters={"epochs": "2"}, metrics=DIGITS_METRICS,
+             inputs=[{"channel": c, "uri": u} for c, u in inputs.items()])
+    status = h.wait_phase("ddp", "Completed", timeout=400)["status"]
+    pods = sorted(h.pods("ddp-a1"), key=lambda p: p.metadata.labels["batch.kubernetes.io/job-completion-index"])
+    assert len(pods) == 2
+    logs = [h.core.read_namespaced_pod_log(p.metadata.name, h.ns, container="trainer") for p in pods]
+    checksums = []
+    for rank, text in enumerate(logs):
+        assert f"ddp: rank {rank} of 2 joined (master ddp-a1-0.ddp:29500)" in text
+        assert f"host algo-{rank + 1}, attempt 1" in text
+        checksums.append([line.rsplit("=", 1)[1] for line in text.splitlines() if line.startswith("ddp rank=")])
+    assert len(checksums[0]) == 2 and checksums[0] == checksums[1]  # gradients all-reduced
+    assert 0.8 < status["finalMetrics"]["validation:accuracy"] <= 1.0
+    model = Job("ddp", KubernetesBackend(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
+                                         output=h.bucket.uri("jobs/"))).download_model(tmp_path / "model")
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]

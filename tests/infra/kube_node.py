@@ -39,6 +39,7 @@ from typing import Any
 from . import binaries
 from .binaries import ComponentUnavailable
 from .pki import Pki, _leaf
+from .pod_dns import DOMAIN, PodDns
 from .ports import free_ports
 from .processes import ServerProcess
 from .waiting import wait_until
@@ -182,6 +183,8 @@ class KubeNode:
     processes: list[ServerProcess]
     changes: HostChanges
     started_seconds: float = 0.0  # kubelet start -> node Ready
+    dns: PodDns | None = None
+    api: Any = None  # the DNS server's API client
 
     @property
     def log_files(self) -> list[Path]:
@@ -250,6 +253,10 @@ class KubeNode:
                 subprocess.run(self.ctr_command("tasks", "delete", "-f", task), capture_output=True)
         for process in self.processes:
             process.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        if self.api is not None:
+            self.api.close()
         for pid in self._shim_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -328,6 +335,8 @@ def _kubelet_config(run_dir: Path, pki: Pki, node_pki: dict[str, Path], port: in
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "makeIPTablesUtilChains": False,  # no KUBE-* chains on the host
         "nodeStatusReportFrequency": "10s",
+        # pod_dns.py on 127.0.0.1:53 (pods with ClusterFirstWithHostNet use it)
+        "clusterDNS": ["127.0.0.1"], "clusterDomain": DOMAIN,
         "registerWithTaints": [{"key": NODE_TAINT["key"], "value": NODE_LABEL[1], "effect": NODE_TAINT["effect"]}],
     }
 
@@ -407,6 +416,11 @@ def _start(node: KubeNode, cluster: Any, kubelet: Path, pause: Path, tools: dict
                timeout=timeout, what="containerd to answer", watch=[containerd])
     node.import_archive(pause_image_archive(pause))
 
+    try:  # headless-Service names for multi-host rendezvous (no CoreDNS here)
+        node.api = cluster.api_client()
+        node.dns = PodDns(node.api)
+    except OSError as exc:
+        raise ComponentUnavailable("pod DNS", f"cannot serve DNS on 127.0.0.1:53 ({exc.strerror or exc})") from exc
     port, healthz = free_ports(2)
     (run_dir / "kubelet").mkdir(exist_ok=True)
     (run_dir / "pod-logs").mkdir(exist_ok=True)
