@@ -12,6 +12,7 @@ test bed has no kube-proxy or cluster DNS, and MinIO listens on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,28 @@ def test_two_host_ddp_job_on_real_pods(real: Harness, node_images: dict[str, str
     model = Job("ddp", KubernetesBackend(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
                                          output=h.bucket.uri("jobs/"))).download_model(tmp_path / "model")
     assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]
+
+
+def test_a_trainer_killed_mid_training_is_retried_and_resumes(real: Harness, kube_node: Any,
+                                                              node_images: dict[str, str], tmp_path: Path) -> None:
+    h = real
+    inputs = upload_digits(h, tmp_path)
+    h.submit("killed", image=node_images["digits-pytorch"], instance={"type": "real-cpu"},
+             hyperparameters={"epochs": "4", "sleep_per_epoch": "3"}, retry={"maxAttempts": 2},
+             inputs=[{"channel": c, "uri": u} for c, u in inputs.items()],
+             checkpoints={"uri": h.bucket.uri("ckpt/killed/")})
+    s3 = h.bucket.s3_client()
+    wait_until(lambda: "ckpt/killed/epoch-0002.pt" in [o["Key"] for o in s3.list_objects_v2(
+        Bucket=h.bucket.name, Prefix="ckpt/killed/").get("Contents", [])],
+        timeout=240, what="the sidecar to sync epoch 2's checkpoint")
+    [pod] = h.pods("killed-a1")
+    trainer = next(s for s in pod.status.container_statuses if s.name == "trainer")
+    # SIGKILL the trainer's process through containerd, as the OOM killer would
+    subprocess.run(kube_node.ctr_command("tasks", "kill", "-s", "SIGKILL", trainer.container_id.split("//")[1]),
+                   check=True, capture_output=True)
+    status = h.wait_phase("killed", "Completed", timeout=300)["status"]
+    assert status["attempts"] == 2
+    second = h.core.read_namespaced_pod_log(h.pods("killed-a2")[0].metadata.name, h.ns, container="trainer")
+    assert "resumed from checkpoint epoch=" in second and "attempt 2" in second
+    resumed = int(second.split("resumed from checkpoint epoch=")[1].split()[0])
+    assert resumed >= 2 and f"epoch={resumed + 1} " in second and "epoch=1 " not in second
