@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CRD_FILE = REPO / "k8s" / "crds" / "trainforge.dev_trainingjobs.yaml"
+CRD_DIR = REPO / "k8s" / "crds"  # every kind: the controller watches them all
 NAMESPACE = "bench"
 GROUP, VERSION, PLURAL = "trainforge.dev", "v1alpha1", "trainingjobs"
 GPU = "nvidia.com/gpu"
@@ -290,8 +290,9 @@ def run(args: argparse.Namespace) -> None:
     try:
         print(f"control plane + {args.nodes} nodes x {args.gpus_per_node} GPUs ready in "
               f"{time.monotonic() - t0:.0f} s", flush=True)
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.trainforge.dev")
+        cluster.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.trainforge.dev",
+                        "crd/tuningjobs.trainforge.dev")
         api = cluster.api_client()
         api.configuration.connection_pool_maxsize = args.create_threads + 4
         api.rest_client = client.rest.RESTClientObject(api.configuration)  # the bigger pool

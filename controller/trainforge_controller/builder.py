@@ -19,22 +19,20 @@ from trainforge.instances import InstanceType
 from trainforge.spec import TrainingJob
 from trainforge.artifacts import ArtifactURIs
 
+from trainforge.names import (  # noqa: F401 - re-exported to the controller's modules
+    ATTEMPT_LABEL, CREDENTIALS_EXPIRY_ANNOTATION, JOB_NAME_LABEL, JOB_SPEC_ANNOTATION, MANAGED_BY, STOP_ANNOTATION,
+)
+
 from . import GROUP, KIND, VERSION
 from .settings import ControllerSettings
 
 GPU_RESOURCE = "nvidia.com/gpu"
-STOP_ANNOTATION = "trainforge.dev/stop"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-JOB_NAME_LABEL = "trainforge.dev/job-name"
-ATTEMPT_LABEL = "trainforge.dev/attempt"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "trainforge-controller"}
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
-JOB_SPEC_ANNOTATION = "trainforge.dev/job-spec"  # the TrainingJob the stagers read, once per pod
 # Per-job storage credentials (credentials.py): a Secret per job, mounted into the
 # stagers only (never the trainer) as an AWS credentials file the kubelet replaces
 # when the controller refreshes it.
 CREDENTIALS_SECRET_SUFFIX = "-tf-storage"
-CREDENTIALS_EXPIRY_ANNOTATION = "trainforge.dev/credentials-expire"
 CREDENTIALS_FILE_KEY = "credentials"
 CREDENTIALS_VOLUME = "storage-credentials"
 CREDENTIALS_MOUNT = "/var/run/trainforge/storage"

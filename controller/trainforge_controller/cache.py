@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .builder import JOB_NAME_LABEL
+from trainforge.names import JOB_NAME_LABEL, TRAINING_KIND, TUNING_JOB_LABEL, TUNING_KIND
 
 Key = tuple[str, str]
 Obj = dict[str, Any]
@@ -162,6 +162,14 @@ def training_job_mark(obj: Obj) -> str:
                    meta.get("deletionTimestamp")])
 
 
+def trial_mark(obj: Obj) -> str:
+    """What the TuningJob reconciler reads of a trial from its object: its
+    labels, annotations, phase and final metrics (the series is in the store)."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    return _dumps([meta.get("uid"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+                   status.get("phase"), status.get("finalMetrics")])
+
+
 _JOB_COUNTERS = frozenset({"ready", "terminating", "uncountedTerminatedPods", "failed", "succeeded"})
 
 
@@ -188,17 +196,31 @@ def pod_mark(obj: Obj) -> str:
 
 
 class Cache:
-    """The three stores a reconcile pass reads: TrainingJobs; batch Jobs by the
-    TrainingJob they belong to; pods by their attempt's Job (``job-name``)."""
+    """The stores a reconcile pass reads, one per kind its informers fill
+    (``register``). The TrainingJob reconciler reads TrainingJobs, batch Jobs
+    by the TrainingJob they belong to and pods by their attempt's Job
+    (``job-name``). The TuningJob reconciler reads TuningJobs and TrainingJobs
+    by their tuning job (the same store, indexed by ``trainforge.dev/tuning-job``)."""
 
     def __init__(self) -> None:
-        self.training_jobs = Store()
-        self.jobs = Store(index_label=JOB_NAME_LABEL, trim=trim_job)
-        self.pods = Store(index_label=POD_JOB_LABEL, trim=trim_pod)
+        self.stores: dict[str, Store] = {}
+        self.training_jobs = self.register(TRAINING_KIND, Store(index_label=TUNING_JOB_LABEL))
+        self.jobs = self.register("Job", Store(index_label=JOB_NAME_LABEL, trim=trim_job))
+        self.pods = self.register("Pod", Store(index_label=POD_JOB_LABEL, trim=trim_pod))
+        self.tuning_jobs = self.register(TUNING_KIND, Store())
+
+    def register(self, kind: str, store: Store) -> Store:
+        if kind in self.stores:
+            raise ValueError(f"a store for {kind} is registered already")
+        self.stores[kind] = store
+        return store
+
+    def store(self, kind: str) -> Store:
+        return self.stores[kind]
 
     @property
     def synced(self) -> bool:
-        return self.training_jobs.synced and self.jobs.synced and self.pods.synced
+        return all(s.synced for s in self.stores.values())
 
     def wait_synced(self, stop: threading.Event) -> bool:
-        return all(s.wait_synced(stop) for s in (self.training_jobs, self.jobs, self.pods))
+        return all(s.wait_synced(stop) for s in list(self.stores.values()))

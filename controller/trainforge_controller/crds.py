@@ -1,8 +1,9 @@
-"""The TrainingJob CustomResourceDefinition, generated from the SDK's pydantic
-models (``trainforge.spec.schema``) so the apiserver validates what the SDK does.
+"""The CustomResourceDefinitions of every kind (TrainingJob, TuningJob),
+generated from the SDK's pydantic models (``trainforge.spec.schema``) so the
+apiserver validates what the SDK does.
 
-``python -m trainforge_controller.crds`` rewrites the committed file
-``k8s/crds/trainforge.dev_trainingjobs.yaml``; ``--check`` fails when it is stale.
+``python -m trainforge_controller.crds`` rewrites the committed files
+``k8s/crds/trainforge.dev_<plural>.yaml``; ``--check`` fails when one is stale.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import Any
 
 import yaml
 
+from trainforge.names import GROUP, TRAINING_KIND, TRAINING_PLURAL, TUNING_KIND, TUNING_PLURAL, VERSION
 from trainforge.spec.schema import openapi_schema, status_schema
+from trainforge.spec.tuning import MAX_NAME as MAX_TUNING_NAME
+from trainforge.spec.tuning import TuningJobSpec, TuningJobStatus
 
-from . import GROUP, KIND, PLURAL, VERSION
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "k8s" / "crds" / f"{GROUP}_{PLURAL}.yaml"
+CRD_DIR = Path(__file__).resolve().parents[2] / "k8s" / "crds"
+PLURALS = {TRAINING_KIND: TRAINING_PLURAL, TUNING_KIND: TUNING_PLURAL}
+CRD_FILES = {kind: CRD_DIR / f"{GROUP}_{plural}.yaml" for kind, plural in PLURALS.items()}
+CRD_FILE = CRD_FILES[TRAINING_KIND]
 
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -33,6 +38,22 @@ PRINTER_COLUMNS = [
     {"name": "Reason", "type": "string", "jsonPath": ".status.failureReason", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+
+TUNING_PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Done", "type": "integer", "jsonPath": ".status.trials.completed",
+     "description": "trials completed"},
+    {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
+    {"name": "Pending", "type": "integer", "jsonPath": ".status.trials.pending", "priority": 1},
+    {"name": "Failed", "type": "integer", "jsonPath": ".status.trials.failed"},
+    {"name": "Stopped", "type": "integer", "jsonPath": ".status.trials.stopped", "priority": 1},
+    {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.objective",
+     "description": "the best trial's final objective"},
+    {"name": "Best-Trial", "type": "string", "jsonPath": ".status.bestTrial.name", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+SHORT_NAMES = {TRAINING_KIND: ["tj"], TUNING_KIND: ["tuning"]}
 
 
 def _status_schema() -> dict[str, Any]:
@@ -52,16 +73,40 @@ MAX_CHANNELS = 32
 
 
 def _bound(spec: dict[str, Any]) -> None:
+    """``spec``: a TrainingJob spec's schema (also a TuningJob's template)."""
     props = spec["properties"]
     props["inputs"]["maxItems"] = MAX_CHANNELS
     for holder in (props["inputs"]["items"], props["output"], props["checkpoints"]):
         holder["properties"]["uri"]["maxLength"] = MAX_URI_LENGTH
 
 
-def crd() -> dict[str, Any]:
-    """The CRD as a dict (deterministic: the same models give the same bytes)."""
+_OUTPUT_RULE = {
+    "rule": "!has(self.output) || !has(self.inputs) || self.inputs.all(i, i.uri != self.output.uri)",
+    "message": "spec.output.uri must differ from every spec.inputs[].uri",
+}
+
+
+def _training_schema() -> tuple[dict[str, Any], dict[str, Any], int]:
     spec = copy.deepcopy(openapi_schema())
     _bound(spec)
+    spec.setdefault("x-kubernetes-validations", []).append(dict(_OUTPUT_RULE))
+    # metadata.name doubles as a DNS label for the child Job, Service and pods.
+    return spec, _status_schema(), 50
+
+
+def _tuning_schema() -> tuple[dict[str, Any], dict[str, Any], int]:
+    spec = copy.deepcopy(openapi_schema(TuningJobSpec))
+    template = spec["properties"]["trainingJobTemplate"]
+    _bound(template)
+    template.setdefault("x-kubernetes-validations", []).append({
+        **_OUTPUT_RULE, "message": "spec.trainingJobTemplate.output.uri must differ from every inputs[].uri"})
+    return spec, openapi_schema(TuningJobStatus), MAX_TUNING_NAME
+
+
+def crd(kind: str = TRAINING_KIND) -> dict[str, Any]:
+    """The CRD of ``kind`` as a dict (deterministic: the same models give the same bytes)."""
+    spec, status, max_name = (_training_schema if kind == TRAINING_KIND else _tuning_schema)()
+    plural = PLURALS[kind]
     root = {
         "type": "object",
         "required": ["spec"],
@@ -70,63 +115,60 @@ def crd() -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": spec,
-            "status": _status_schema(),
+            "status": status,
         },
-        # metadata.name doubles as a DNS label for the child Job, Service and pods.
         "x-kubernetes-validations": [{
-            "rule": "self.metadata.name.size() <= 50",
-            "message": "metadata.name must be at most 50 characters (child names add a suffix)",
+            "rule": f"self.metadata.name.size() <= {max_name}",
+            "message": f"metadata.name must be at most {max_name} characters (child names add a suffix)",
         }],
     }
-    spec.setdefault("x-kubernetes-validations", []).append({
-        "rule": "!has(self.output) || !has(self.inputs) || "
-                "self.inputs.all(i, i.uri != self.output.uri)",
-        "message": "spec.output.uri must differ from every spec.inputs[].uri",
-    })
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{plural}.{GROUP}",
             "annotations": {"trainforge.dev/generated-by": "python -m trainforge_controller.crds"},
         },
         "spec": {
             "group": GROUP,
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": KIND.lower(), "shortNames": ["tj"], "categories": ["trainforge"]},
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                      "singular": kind.lower(), "shortNames": SHORT_NAMES[kind], "categories": ["trainforge"]},
             "scope": "Namespaced",
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": PRINTER_COLUMNS,
+                "additionalPrinterColumns": PRINTER_COLUMNS if kind == TRAINING_KIND else TUNING_PRINTER_COLUMNS,
                 "schema": {"openAPIV3Schema": root},
             }],
         },
     }
 
 
-def render() -> str:
-    header = ("# GENERATED from sdk/trainforge/spec/models.py by "
+def render(kind: str = TRAINING_KIND) -> str:
+    source = "models.py" if kind == TRAINING_KIND else "tuning.py"
+    header = (f"# GENERATED from sdk/trainforge/spec/{source} by "
               "`python -m trainforge_controller.crds`; do not edit.\n")
-    return header + yaml.safe_dump(crd(), sort_keys=True, width=100)
+    return header + yaml.safe_dump(crd(kind), sort_keys=True, width=100)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed file is stale")
-    parser.add_argument("--output", type=Path, default=CRD_FILE)
+    parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    parser.add_argument("--output-dir", type=Path, default=CRD_DIR)
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is stale: run python -m trainforge_controller.crds", file=sys.stderr)
-            return 1
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    stale = 0
+    for kind, plural in PLURALS.items():
+        path = args.output_dir / f"{GROUP}_{plural}.yaml"
+        text = render(kind)
+        if args.check:
+            if (path.read_text() if path.exists() else "") != text:
+                print(f"{path} is stale: run python -m trainforge_controller.crds", file=sys.stderr)
+                stale += 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

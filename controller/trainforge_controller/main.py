@@ -13,18 +13,23 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 from kubernetes import client, config, watch
 from trainforge.uris import redact_userinfo
 
-from . import GROUP, PLURAL, VERSION
-from .builder import JOB_NAME_LABEL, MANAGED_BY
-from .cache import Cache, Store, job_mark, pod_mark, training_job_mark
+from trainforge.names import (
+    GROUP, JOB_NAME_LABEL, MANAGED_BY, TRAINING_KIND, TRAINING_PLURAL, TUNING_JOB_LABEL, TUNING_KIND, TUNING_PLURAL,
+    VERSION,
+)
+
+from .cache import Cache, job_mark, pod_mark, training_job_mark, trial_mark
 from .errors import RetryableError
 from .leader import LeaderElector
 from .reconciler import Reconciler
 from .settings import ControllerSettings
+from .tuning import TuningReconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
@@ -38,14 +43,65 @@ except ImportError:  # pragma: no cover
     RECONCILES = RECONCILE_SECONDS = None  # type: ignore[assignment]
     start_http_server = None  # type: ignore[assignment]
 
-Key = tuple[str, str]
+# A work item: (kind, namespace, name). One queue for every reconciler, so one
+# pool of workers serves them all and a key is never reconciled twice at once.
+Key = tuple[str, str, str]
+Obj = dict[str, Any]
 # Reconcile passes at once. A pass mostly waits on the apiserver (a Job create
 # is ~40 ms of its time under load), so threads, not cores, bound how fast a
 # burst of submissions gets its Jobs (bench/controller_scale.py).
 DEFAULT_WORKERS = 16
+MISSING_KIND_RETRY_SECONDS = 30
+
+
+class Reconciles(Protocol):
+    def reconcile(self, namespace: str, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Handler:
+    """Which reconciler an object's change concerns: ``owner`` names the key
+    to queue (or None), queued only when ``mark`` (the fields that reconciler
+    reads) changes or the object goes; ahead of the rest when ``urgent``."""
+
+    mark: Callable[[Obj], str]
+    owner: Callable[[Obj], Key | None]
+    urgent: Callable[[Obj], bool] = lambda obj: False
+
+
+@dataclass(frozen=True)
+class Informer:
+    """One LIST+WATCH of a kind into its store in the cache."""
+
+    kind: str
+    call: Callable[..., Any]
+    args: tuple[Any, ...]
+    handlers: tuple[Handler, ...]
+    label_selector: str | None = None
+
+
+def _self(kind: str) -> Callable[[Obj], Key]:
+    return lambda obj: (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+def _by_label(kind: str, label: str) -> Callable[[Obj], Key | None]:
+    def owner(obj: Obj) -> Key | None:
+        meta = obj["metadata"]
+        value = (meta.get("labels") or {}).get(label)
+        return (kind, meta["namespace"], value) if value else None
+    return owner
+
+
+def _trial_ended(obj: Obj) -> bool:
+    """A trial that just ended leaves room for the next: that wait is what
+    the GPUs feel, so it goes ahead of follow-up passes."""
+    return (obj.get("status") or {}).get("phase") in ("Completed", "Failed", "Stopped")
 
 
 class Controller:
+    """The manager: informers fill one cache and queue keys; workers hand each
+    key to the reconciler of its kind."""
+
     def __init__(self, api: client.ApiClient, settings: ControllerSettings | None = None,
                  namespace: str | None = None, workers: int = DEFAULT_WORKERS, watch_seconds: int = 30,
                  **reconciler_options: Any):
@@ -54,40 +110,77 @@ class Controller:
         self.namespace = namespace
         self.cache = Cache()
         self.reconciler = Reconciler(api, self.settings, cache=self.cache, **reconciler_options)
+        self.tuning = TuningReconciler(api, self.settings, self.cache, self.reconciler.credentials,
+                                       self.reconciler._event, clock=self.reconciler.clock)
+        self.reconcilers: dict[str, Reconciles] = {TRAINING_KIND: self.reconciler, TUNING_KIND: self.tuning}
         self.queue: WorkQueue[Key] = WorkQueue()
         self.workers = workers
         self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
         self.reconciles = 0
 
     # -- sources of keys, and the cache ------------------------------------------
-    def _watch(self, stop: threading.Event, what: str, call: Any, args: tuple[Any, ...],
-               store: Store, mark: Callable[[dict[str, Any]], str],
-               owner: Callable[[dict[str, Any]], Key | None],
-               urgent: Callable[[dict[str, Any]], bool] = lambda obj: False, **kwargs: Any) -> None:
-        """An informer: LIST into ``store``, then watch from the list's
-        resourceVersion, keeping ``store`` current (a watch ending every
-        ``watch_seconds`` resumes where it was; 410 Gone or an error re-lists).
-        The owner of an object is queued only when its ``mark`` changes (or it
-        goes): the fields the decision reads; ahead of the rest when ``urgent``
-        says so. Plain dicts, no client models."""
-        version: str | None = None
-        marks: dict[Key, tuple[str, Key | None]] = {}  # per object: its mark, its owner
+    def _custom(self, plural: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        custom = client.CustomObjectsApi(self.api)
+        if self.namespace:
+            return custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, plural)
+        return custom.list_cluster_custom_object, (GROUP, VERSION, plural)
 
-        def changed(obj: dict[str, Any], gone: bool = False) -> None:
+    def _core(self, api: Any, kind: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if self.namespace:
+            return getattr(api, f"list_namespaced_{kind}"), (self.namespace,)
+        return getattr(api, f"list_{kind}_for_all_namespaces"), ()
+
+    def informers(self) -> list[Informer]:
+        managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        to_training_job = _by_label(TRAINING_KIND, JOB_NAME_LABEL)
+        # Status-only changes queue nothing: the controller's own write would
+        # otherwise queue the job again, and a running job's billable seconds
+        # would change on every pass, for ever (controller-runtime's
+        # Generation/Annotation/LabelChanged predicates).
+        # A job without a status has never been reconciled: it waits for its
+        # first Job, so it goes ahead of every follow-up pass.
+        return [
+            # A trial's phase change concerns its tuning job too (room for the next trial).
+            Informer(TRAINING_KIND, *self._custom(TRAINING_PLURAL), (
+                Handler(training_job_mark, _self(TRAINING_KIND), urgent=lambda obj: not obj.get("status")),
+                Handler(trial_mark, _by_label(TUNING_KIND, TUNING_JOB_LABEL), urgent=_trial_ended))),
+            Informer(TUNING_KIND, *self._custom(TUNING_PLURAL), (
+                Handler(training_job_mark, _self(TUNING_KIND), urgent=lambda obj: not obj.get("status")),)),
+            Informer("Job", *self._core(client.BatchV1Api(self.api), "job"),
+                     (Handler(job_mark, to_training_job),), label_selector=managed),
+            Informer("Pod", *self._core(client.CoreV1Api(self.api), "pod"),
+                     (Handler(pod_mark, to_training_job),), label_selector=managed),
+        ]
+
+    def _watch(self, stop: threading.Event, informer: Informer) -> None:
+        """An informer: LIST into its store, then watch from the list's
+        resourceVersion, keeping the store current (a watch ending every
+        ``watch_seconds`` resumes where it was; 410 Gone or an error re-lists).
+        Each handler queues its owner of an object only when its ``mark``
+        changes (or the object goes). Plain dicts, no client models."""
+        store = self.cache.store(informer.kind)
+        call, args = informer.call, informer.args
+        kwargs = {"label_selector": informer.label_selector} if informer.label_selector else {}
+        version: str | None = None
+        # per handler, per object: its mark and its owner
+        marks: list[dict[tuple[str, str], tuple[str, Key | None]]] = [{} for _ in informer.handlers]
+
+        def changed(obj: Obj, gone: bool = False) -> None:
             meta = obj.get("metadata") or {}
             if "namespace" not in meta:
                 return
             key = (meta["namespace"], meta["name"])
-            if gone:
-                held = marks.pop(key, None)
-                target = held[1] if held else owner(obj)
-            else:
-                m, target = mark(obj), owner(obj)
-                if marks.get(key) == (m, target):
-                    return
-                marks[key] = (m, target)
-            if target is not None:
-                self.queue.add(target, urgent=not gone and urgent(obj))
+            for handler, held_marks in zip(informer.handlers, marks):
+                if gone:
+                    held = held_marks.pop(key, None)
+                    target = held[1] if held else handler.owner(obj)
+                else:
+                    m, target = handler.mark(obj), handler.owner(obj)
+                    if held_marks.get(key) == (m, target):
+                        continue
+                    held_marks[key] = (m, target)
+                if target is not None:
+                    self.queue.add(target, urgent=not gone and handler.urgent(obj))
 
         while not stop.is_set():
             try:
@@ -97,8 +190,9 @@ class Controller:
                     items = listing.get("items") or []
                     store.replace(items)
                     present = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
-                    for key in [k for k in marks if k not in present]:  # went while no watch was open
-                        changed({"metadata": {"namespace": key[0], "name": key[1]}}, gone=True)
+                    known = {k for held_marks in marks for k in held_marks}
+                    for ns, name in [k for k in known if k not in present]:  # went while no watch was open
+                        changed({"metadata": {"namespace": ns, "name": name}}, gone=True)
                     for item in items:
                         changed(item)
                     version = listing["metadata"]["resourceVersion"]
@@ -122,46 +216,29 @@ class Controller:
                     else:  # never back over a newer copy (a write's own response)
                         store.upsert(obj, newer_only=True)
                         changed(obj)
+            except client.ApiException as exc:
+                version = None
+                if exc.status == 404:
+                    # Its CRD is not installed (yet): an empty store, so the other
+                    # kinds' reconcilers are not held up; looked for again later.
+                    log.warning("%s: no such resource on the apiserver (is its CRD installed?); "
+                                "retrying every %d s", informer.kind, MISSING_KIND_RETRY_SECONDS)
+                    store.replace([])
+                    stop.wait(MISSING_KIND_RETRY_SECONDS)
+                else:
+                    log.warning("%s watch restarts: %s %s", informer.kind, exc.status, exc.reason)
+                    stop.wait(1)
             except Exception as exc:  # noqa: BLE001 - a watch must survive anything
                 version = None
-                log.warning("%s watch restarts: %s", what, exc)
+                log.warning("%s watch restarts: %s", informer.kind, exc)
                 stop.wait(1)
 
-    def _watch_jobs(self, stop: threading.Event) -> None:
-        custom = client.CustomObjectsApi(self.api)
-        call, args = ((custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, PLURAL))
-                      if self.namespace else (custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)))
-        # Status-only changes queue nothing: the controller's own write would
-        # otherwise queue the job again, and a running job's billable seconds
-        # would change on every pass, for ever (controller-runtime's
-        # Generation/Annotation/LabelChanged predicates).
-        # A job without a status has never been reconciled: it waits for its
-        # first Job, so it goes ahead of every follow-up pass.
-        self._watch(stop, "TrainingJob", call, args, self.cache.training_jobs, training_job_mark,
-                    lambda obj: (obj["metadata"]["namespace"], obj["metadata"]["name"]),
-                    urgent=lambda obj: not obj.get("status"))
-
-    def _watch_children(self, stop: threading.Event, kind: str) -> None:
-        api = client.BatchV1Api(self.api) if kind == "jobs" else client.CoreV1Api(self.api)
-        selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
-        lister = {"jobs": ("list_namespaced_job", "list_job_for_all_namespaces"),
-                  "pods": ("list_namespaced_pod", "list_pod_for_all_namespaces")}[kind]
-        call = getattr(api, lister[0] if self.namespace else lister[1])
-        args = (self.namespace,) if self.namespace else ()
-        store, mark = (self.cache.jobs, job_mark) if kind == "jobs" else (self.cache.pods, pod_mark)
-
-        def owner(obj: dict[str, Any]) -> Key | None:
-            meta = obj["metadata"]
-            name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
-            return (meta["namespace"], name) if name else None
-
-        self._watch(stop, kind, call, args, store, mark, owner, label_selector=selector)
-
     def _resync(self, stop: threading.Event) -> None:
-        """Every job again now and then, from the cache (no LIST)."""
+        """Every object of a reconciled kind again now and then, from the cache (no LIST)."""
         while not stop.wait(self.settings.resync_seconds):
-            for key in self.cache.training_jobs.all_keys():
-                self.queue.add(key)
+            for kind in self.reconcilers:
+                for ns, name in self.cache.store(kind).all_keys():
+                    self.queue.add((kind, ns, name))
 
     # -- workers -------------------------------------------------------------
     def _work(self, stop: threading.Event) -> None:
@@ -174,7 +251,7 @@ class Controller:
                 continue
             started = time.monotonic()
             try:
-                result = self.reconciler.reconcile(*key)
+                result = self.reconcilers[key[0]].reconcile(key[1], key[2])
                 failures.pop(key, None)
                 outcome = "ok"
                 if result.requeue_after:
@@ -182,12 +259,12 @@ class Controller:
             except RetryableError as exc:
                 n = failures[key] = failures.get(key, 0) + 1
                 outcome = "retry"
-                log.warning(json.dumps({"job": f"{key[0]}/{key[1]}", "retry": n, "error": str(exc)}))
+                log.warning(json.dumps({"kind": key[0], "job": f"{key[1]}/{key[2]}", "retry": n, "error": str(exc)}))
                 self.queue.add(key, after=min(60.0, 0.5 * 2 ** n))
             except Exception as exc:  # noqa: BLE001 - our own bug: log, back off, keep going
                 n = failures[key] = failures.get(key, 0) + 1
                 outcome = "error"
-                log.exception("reconcile %s/%s crashed: %s", key[0], key[1], exc)
+                log.exception("reconcile %s %s/%s crashed: %s", *key, exc)
                 self.queue.add(key, after=min(300.0, 2.0 * 2 ** n))
             finally:
                 self.queue.done(key)
@@ -202,12 +279,15 @@ class Controller:
                 stop.wait(2)
             renew = threading.Thread(target=self._renew, args=(leader, stop), daemon=True)
             renew.start()
-        threads = [threading.Thread(target=self._watch_jobs, args=(stop,), daemon=True),
-                   threading.Thread(target=self._watch_children, args=(stop, "jobs"), daemon=True),
-                   threading.Thread(target=self._watch_children, args=(stop, "pods"), daemon=True),
-                   threading.Thread(target=self._resync, args=(stop,), daemon=True)]
+        threads = [threading.Thread(target=self._watch, args=(stop, informer), daemon=True)
+                   for informer in self.informers()]
+        threads.append(threading.Thread(target=self._resync, args=(stop,), daemon=True))
         threads += [threading.Thread(target=self._work, args=(stop,), daemon=True)
                     for _ in range(self.workers)]
+        from .retraining.loop import RetrainingLoop  # RetrainingPolicies, until the manager watches them
+
+        threads.append(threading.Thread(target=RetrainingLoop(self.api, self.namespace).run, args=(stop,),
+                                        name="retraining", daemon=True))
         for t in threads:
             t.start()
         stop.wait()
@@ -249,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigException:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
-    # One connection per worker, plus the three watches (each holds one open),
+    # One connection per worker, plus the watches (each holds one open),
     # the event sender, the lease and a spare: a smaller pool discards and
     # reopens connections under load.
-    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, args.workers + 6)
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, args.workers + 7)
     api = client.ApiClient(configuration)
     settings = ControllerSettings.from_env()
     if start_http_server is not None and args.metrics_port:

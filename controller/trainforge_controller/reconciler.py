@@ -4,6 +4,7 @@ write status once -> events after the write (sent in the background)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from .builder import CREDENTIALS_VOLUME, artifacts, build_job, build_service, ne
 from .cache import Cache
 from .catalog import load_catalog
 from .credentials import JobCredentials
-from .errors import ConfigError, RetryableError
+from .errors import ConfigError, RetryableError, TerminalError
 from .events import EventSender
 from .settings import ControllerSettings
 from .status import Decision, Observed, attempt_of, decide, headline_metric, only_the_clock
@@ -38,6 +39,7 @@ log = logging.getLogger("trainforge.controller")
 
 # Phases whose status changes with time alone (billable seconds), so are requeued.
 _CLOCKED = frozenset({Phase.STAGING, Phase.TRAINING, Phase.UPLOADING})
+TERMINAL_STATUSES = frozenset({403, 422})
 
 StoreOpener = Callable[[str], ObjectStore]
 
@@ -133,12 +135,16 @@ class Reconciler:
             decision = decide(job, observed)
         # -- apply: children first, then status once, then events --------------
         if decision.create_attempt is not None and observed.instance is not None:
-            if needs_service(job):  # outlives attempts; made with each one (AlreadyExists is success)
-                self._create(core_path(namespace, "services"), build_service(job, uid, self.settings))
-            secret = self.credentials.ensure(job, uid)  # fresh for every attempt
-            body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
-                             decision.deadline_seconds, credentials_secret=secret)
-            created = self._create(group_path("batch/v1", namespace, "jobs"), body)
+            try:
+                if needs_service(job):  # outlives attempts; made with each one (AlreadyExists is success)
+                    self._create(core_path(namespace, "services"), build_service(job, uid, self.settings))
+                secret = self.credentials.ensure(job, uid)  # fresh for every attempt
+                body = build_job(job, uid, decision.create_attempt, observed.instance, self.settings,
+                                 decision.deadline_seconds, credentials_secret=secret)
+                created = self._create(group_path("batch/v1", namespace, "jobs"), body)
+            except TerminalError as exc:  # retrying the same body gets the same answer
+                rejected = _invalid(raw, str(exc), now, kind="ChildRejected")
+                return self._write(raw, job, rejected, rejected.events)
             if created is not None:  # seen at once, before its watch event arrives
                 self.cache.jobs.upsert(created, newer_only=True)
         if decision.suspend_job:
@@ -182,12 +188,7 @@ class Reconciler:
 
     # -- apply --------------------------------------------------------------
     def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            return self.wire.create(path, body)
-        except client.ApiException as exc:
-            if exc.status != 409:  # AlreadyExists: deterministic names make this success
-                raise
-            return None
+        return create_child(self.wire, path, body)
 
     def _write(self, raw: dict[str, Any], job: TrainingJob | None, decision: Decision,
                events: list[tuple[str, str, str]]) -> Result:
@@ -244,7 +245,32 @@ def _wire(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
+def create_child(wire: Wire, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create a child; None when it exists (deterministic names make
+    AlreadyExists success). 403 (forbidden: RBAC, a quota, an admission
+    policy) and 422 (the body is invalid) are TerminalError: the same body
+    gets the same answer. Everything else propagates (retried)."""
+    try:
+        return wire.create(path, body)
+    except client.ApiException as exc:
+        if exc.status == 409:
+            return None
+        if exc.status in TERMINAL_STATUSES:
+            what = f"{body.get('kind', 'object')} {body.get('metadata', {}).get('name', '')}".strip()
+            raise TerminalError(f"creating {what} was refused ({exc.status} {exc.reason}): "
+                                f"{api_message(exc)}") from exc
+        raise
+
+
+def api_message(exc: client.ApiException) -> str:
+    """The apiserver's own words (its Status ``message``), else the reason."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _invalid(raw: dict[str, Any], reason: str, now: datetime, kind: str = "InvalidSpec") -> Decision:
     from trainforge.spec import TrainingJobStatus
 
     from .status import set_condition
@@ -253,8 +279,8 @@ def _invalid(raw: dict[str, Any], reason: str, now: datetime) -> Decision:
     if status.phase.finished:
         return Decision(status=status)
     status.phase, status.message, status.failure_reason = Phase.FAILED, reason, reason
-    status.conditions = set_condition(status.conditions, "Failed", "True", "InvalidSpec", reason, now)
-    return Decision(status=status, events=[("Warning", "InvalidSpec", reason)])
+    status.conditions = set_condition(status.conditions, "Failed", "True", kind, reason, now)
+    return Decision(status=status, events=[("Warning", kind, reason)])
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:

@@ -18,6 +18,8 @@ from trainforge.spec import Phase, TrainingJob, TrainingJobStatus
 from trainforge.spec.models import Condition
 from trainforge.staging import ArtifactURIs
 
+from trainforge.names import STOP_REASON_ANNOTATION
+
 from .builder import ATTEMPT_LABEL, STAGE_IN, STOP_ANNOTATION, TRAINER
 
 _ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLOADING]
@@ -51,6 +53,12 @@ class Decision:
 
 def stop_requested(job: TrainingJob) -> bool:
     return job.metadata.annotations.get(STOP_ANNOTATION, "").lower() == "true"
+
+
+def stop_reason(job: TrainingJob) -> str:
+    """Why the job was stopped: a tuning job says why it stopped a trial."""
+    why = job.metadata.annotations.get(STOP_REASON_ANNOTATION)
+    return f"stopped on request: {why}" if why else "stopped on request"
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -224,7 +232,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
 
     if latest is None:
         if stopping:
-            become(Phase.STOPPED, "stopped before any pod was created", "stopped on request")
+            become(Phase.STOPPED, "stopped before any pod was created", stop_reason(job))
         else:
             decision.create_attempt = status.attempts = 1
             decision.deadline_seconds = job.spec.stopping.max_runtime_seconds
@@ -248,7 +256,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     elif failed:
         reasons = [r for p in observed.pods if (r := pod_failure(p))]
         if stopping:
-            become(Phase.STOPPED, "stopped on request", "stopped on request")
+            become(Phase.STOPPED, stop_reason(job), stop_reason(job))
         elif failed.get("reason") == "DeadlineExceeded":
             reason = (f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds="
                       f"{job.spec.stopping.max_runtime_seconds}")
@@ -274,7 +282,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
             status.message = "stopping: the pods got SIGTERM and are saving and uploading"
         else:
             _record_results(job, observed, status)
-            become(Phase.STOPPED, "stopped on request", "stopped on request")
+            become(Phase.STOPPED, stop_reason(job), stop_reason(job))
     elif spec_of.get("suspend"):
         status.conditions = set_condition(status.conditions, "Suspended", "True", "Suspended",
                                           "waiting for admission (Kueue) or spec.suspend", now)

@@ -15,16 +15,17 @@ _EXPORTS = {
     "JobFailed": "errors", "SpecError": "errors", "TrainforgeError": "errors",
     "submit_tuning_job": "tuning_client", "get_tuning_job": "tuning_client", "list_tuning_jobs": "tuning_client",
     "TuningJobAnalytics": "tuning_client", "Continuous": "tuning_client", "Integer": "tuning_client",
-    "Categorical": "tuning_client",
+    "Categorical": "tuning_client", "ModelRegistry": "registry", "register_model": "registry",
 }
 
-__all__ = ["Categorical", "Continuous", "Integer", "Job", "JobFailed", "SpecError", "TrainforgeError",
-           "TuningJobAnalytics", "get_job", "get_tuning_job", "list_jobs", "list_tuning_jobs", "submit",
-           "submit_job", "submit_tuning_job"]
+__all__ = ["Categorical", "Continuous", "Integer", "Job", "JobFailed", "ModelRegistry", "SpecError",
+           "TrainforgeError", "TuningJobAnalytics", "get_job", "get_tuning_job", "list_jobs", "list_tuning_jobs", "register_model",
+           "submit", "submit_job", "submit_tuning_job"]
 
 if TYPE_CHECKING:
     from .client import Job, get_job, list_jobs, submit, submit_job
     from .errors import JobFailed, SpecError, TrainforgeError
+    from .registry import ModelRegistry, register_model
     from .tuning_client import (
         Categorical, Continuous, Integer, TuningJobAnalytics, get_tuning_job, list_tuning_jobs, submit_tuning_job,
     )

@@ -57,6 +57,8 @@ class ArtifactURIs:
     def metrics(self) -> str: return str(self.root.join("metrics", "metrics.jsonl"))
     @property
     def logs(self) -> str: return str(self.root.join("logs").as_prefix())
+    @property
+    def tensorboard(self) -> str: return str(self.root.join("tensorboard").as_prefix())
 
     def log(self, host: str, attempt: int) -> str:
         return str(self.root.join("logs", f"{host}-attempt-{attempt}.log"))

@@ -38,6 +38,7 @@ class Settings(BaseModel):
     home: Path = Field(description="local state: jobs, the embedded object store")
     backend: str = Field(default="process", pattern="^(process|container|kubernetes)$")
     s3: S3Settings = Field(default_factory=S3Settings)
+    registry: str | None = Field(default=None, description="model registry root URI (default local://trainforge-registry/)")
 
     @property
     def store_root(self) -> Path:
@@ -72,6 +73,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     data.setdefault("home", str(home))
     if environ.get("TRAINFORGE_BACKEND"):
         data["backend"] = environ["TRAINFORGE_BACKEND"]
+    if environ.get("TRAINFORGE_REGISTRY"):
+        data["registry"] = environ["TRAINFORGE_REGISTRY"]
     if environ.get("TRAINFORGE_S3_ENDPOINT_URL"):
         data.setdefault("s3", {})["endpoint_url"] = environ["TRAINFORGE_S3_ENDPOINT_URL"]
     try:

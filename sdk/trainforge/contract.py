@@ -57,6 +57,8 @@ class Layout:
     def checkpoint_dir(self) -> str: return self._p("checkpoints")
     @property
     def metrics_file(self) -> str: return self._p("output", METRICS_FILE_NAME)
+    @property
+    def tensorboard_dir(self) -> str: return self._p("output", "tensorboard")  # synced to <artifacts>/tensorboard/
 
     def directories(self) -> list[str]:
         return [self.config_dir, self.data_dir, self.model_dir, self.output_data_dir, self.checkpoint_dir]
@@ -178,6 +180,7 @@ def contract_env(
         "TRAINFORGE_JOB_NAME": job_name,
         "TRAINFORGE_ROOT": layout.root,
         "TRAINFORGE_METRICS_FILE": layout.metrics_file,
+        "TRAINFORGE_TENSORBOARD_DIR": layout.tensorboard_dir,
         "TRAINFORGE_ATTEMPT": str(attempt),
         "TRAINFORGE_INSTANCE_TYPE": instance.name,
         # Unbuffered so log lines (and metric regexes) are seen as they happen.

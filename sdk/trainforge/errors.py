@@ -9,7 +9,8 @@
     │   ├── ObjectNotFound        a URI has no data behind it
     │   ├── IntegrityError        bytes read back differ from bytes written
     │   ├── UnsafeArchive         an archive member is refused (escapes the target, a device, a bomb)
-    │   └── TransferCancelled     a transfer was cancelled on request (a job stopped)
+    │   ├── TransferCancelled     a transfer was cancelled on request (a job stopped)
+    │   └── PreconditionFailed    a conditional write lost: the object exists / changed since it was read
     ├── BackendError              a backend could not do what was asked
     │   ├── ImageNotFound         container image / trainer source missing
     │   ├── JobExists             a job with that name already exists
@@ -19,6 +20,12 @@
     │       └── RegistryAuthError
     ├── ScaffoldError             ``trainforge init`` cannot create the project
     ├── JobNotFound               no job with that name
+    ├── ModelRegistryError        the model registry refused a request
+    │   ├── InvalidModelRef       a model name, version or alias that cannot be one (exit 2)
+    │   ├── NotRegistrable        the job did not complete or has no model (exit 2)
+    │   ├── ModelNotFound         no such model, version or alias (exit 3)
+    │   └── AliasConflict         the alias moved while this promotion was deciding (exit 6)
+    ├── GateError                 a gate cannot be evaluated: a metric never reported (exit 2)
     └── JobFailed                 Job.wait() saw the job end Failed or Stopped
 
 Errors from dependencies (botocore, docker, kubernetes) are mapped into this tree
@@ -95,6 +102,11 @@ class TransferCancelled(StorageError):
     pass
 
 
+class PreconditionFailed(StorageError):
+    """A create-only write found the object already there, or a compare-and-swap
+    found it changed (or gone) since it was read."""
+
+
 class BackendError(TrainforgeError):
     pass
 
@@ -132,6 +144,30 @@ class ScaffoldError(TrainforgeError):
 
 
 class JobNotFound(TrainforgeError):
+    pass
+
+
+class ModelRegistryError(TrainforgeError):
+    pass
+
+
+class InvalidModelRef(ModelRegistryError):
+    pass
+
+
+class NotRegistrable(ModelRegistryError):
+    pass
+
+
+class ModelNotFound(ModelRegistryError):
+    pass
+
+
+class AliasConflict(ModelRegistryError):
+    pass
+
+
+class GateError(TrainforgeError):
     pass
 
 

@@ -234,3 +234,26 @@ def _push_error(tag: str, registry: str, message: str) -> RegistryError:
             f"push of {tag} refused by {registry}: {message.strip()} (log in first: "
             f"docker login {registry}, or podman login {registry})")
     return RegistryError(f"push of {tag} to {registry} failed: {message.strip()}")
+
+
+def inspect_digest(image: str, *, docker_host: str | None = None, client: Any = None) -> dict[str, str | None]:
+    """What the engine knows of ``image`` now: ``id`` (the local image ID, a digest
+    of its config) and ``digest`` (``repo@sha256:...`` once pulled from or pushed to
+    a registry), each None with ``reason`` when it cannot tell."""
+    own = client is None
+    try:
+        client = connect(docker_host) if own else client
+    except EngineUnavailable as exc:
+        return {"id": None, "digest": None, "reason": f"the container engine is unreachable: {exc}"}
+    try:
+        attrs = client.images.get(image).attrs
+    except docker.errors.ImageNotFound:
+        return {"id": None, "digest": None, "reason": f"image {image!r} is no longer on the container engine"}
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        return {"id": None, "digest": None, "reason": f"cannot inspect image {image!r}: {exc}"}
+    finally:
+        if own and client is not None:
+            client.close()
+    repo_digests = [str(d) for d in attrs.get("RepoDigests") or []]
+    return {"id": str(attrs.get("Id") or "") or None, "digest": repo_digests[0] if repo_digests else None,
+            "reason": None if repo_digests else "never pushed to or pulled from a registry: only the local image ID"}

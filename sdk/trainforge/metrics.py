@@ -157,7 +157,12 @@ def read_records(path: str | os.PathLike[str], max_records: int | None = None) -
     ``max_records`` are kept, so memory stays bounded whatever the file's size
     and the latest values survive. A missing file raises FileNotFoundError."""
     with open(path, "rb") as f:
-        return _collect(_lines(f), str(path), max_records)
+        return read_record_stream(f, str(path), max_records)
+
+
+def read_record_stream(stream: BinaryIO, source: str, max_records: int | None = None) -> list[MetricRecord]:
+    """The records of an open JSON-lines stream, as read_records."""
+    return _collect(_lines(stream), source, max_records)
 
 
 def parse_records(text: str | bytes, source: str = "metrics", max_records: int | None = None,

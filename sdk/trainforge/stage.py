@@ -1,7 +1,7 @@
 """The stager: what the cluster's stager containers run around a trainer.
 
     python -m trainforge.stage in     # init container: config files, channels, checkpoints
-    python -m trainforge.stage sync   # native sidecar: sync checkpoints; on SIGTERM stage out
+    python -m trainforge.stage sync   # native sidecar: sync checkpoints and metrics; on SIGTERM stage out
     python -m trainforge.stage out    # stage out once (model, output data, metrics)
 
 The job comes from ``TRAINFORGE_JOB`` (the TrainingJob as JSON), this host's
@@ -73,14 +73,27 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     if host.rank != 0:
         return
     artifacts = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name)
-    # The trainer's own file, read without following a link it may have planted.
-    metrics = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
-                                  limit=METRICS_LIMIT)
-    if metrics is not None:
-        open_store(artifacts.metrics).write_bytes(artifacts.metrics, metrics)
+    upload_metrics(job, layout, host, output_uri)
     if not _has_failure(layout):
         stage_out_model(layout, artifacts)
     print(f"staged out to {artifacts.root}", flush=True)
+
+
+def upload_metrics(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
+                   last: bytes | None = None) -> bytes | None:
+    """The first host's metrics file (``log_metric``'s records) to the job's
+    metrics object, unless it equals ``last``: uploaded while training too, so
+    a tuning job's early stopping reads each epoch's objective as it comes.
+    Returns what the store now holds."""
+    if host.rank != 0:
+        return None
+    # The trainer's own file, read without following a link it may have planted.
+    metrics = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
+                                  limit=METRICS_LIMIT)
+    if metrics is not None and metrics != last:
+        uri = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name).metrics
+        open_store(uri).write_bytes(uri, metrics)
+    return metrics if metrics is not None else last
 
 
 def _has_failure(layout: Layout) -> bool:
@@ -89,11 +102,16 @@ def _has_failure(layout: Layout) -> bool:
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
                  interval: float, stop: threading.Event) -> None:
+    uploaded: bytes | None = None
     while not stop.wait(interval):
         try:
             sync_checkpoints(job, layout)
         except TrainforgeError as exc:
             print(f"checkpoint sync failed (will retry): {exc}", flush=True)
+        try:
+            uploaded = upload_metrics(job, layout, host, output_uri, uploaded)
+        except TrainforgeError as exc:
+            print(f"metrics sync failed (will retry): {exc}", flush=True)
     stage_out_command(job, layout, host, output_uri)
 
 

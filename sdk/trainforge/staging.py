@@ -125,6 +125,20 @@ def sync_checkpoints(job: TrainingJob, layout: Layout, scratch: str | None = Non
         return open_store(uri).upload_dir(snapshot, uri).files
 
 
+def sync_tensorboard(layout: Layout, artifacts: ArtifactURIs, scratch: str | None = None) -> int:
+    """Upload the trainer's TensorBoard folder (``TRAINFORGE_TENSORBOARD_DIR``)
+    to ``<artifacts>/tensorboard/``, as sync_checkpoints does: a snapshot of its
+    regular files, links never followed."""
+    rel = _rel(layout, layout.tensorboard_dir)
+    if not untrusted.has_files(layout.root, rel):
+        return 0
+    uri = parse_uri(artifacts.tensorboard).as_prefix()
+    with tempfile.TemporaryDirectory(prefix=".tensorboard-", dir=scratch) as snapshot:
+        if not untrusted.copy_out(layout.root, rel, snapshot):
+            return 0
+        return open_store(uri).upload_dir(snapshot, uri).files
+
+
 def _pack(root: str, rel: str, archive: Path) -> None:
     """The directories and regular files below ``root/rel`` as a tar.gz; a link
     or special file the trainer left there is skipped, never followed."""

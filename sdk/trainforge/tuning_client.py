@@ -3,25 +3,28 @@ parameters, objective, ...)`` and the handle it returns. Trials are ordinary
 jobs, so ``best_trial()`` and ``trials()`` return :class:`~trainforge.Job`.
 
 Tuning jobs run on the local backends (``process``, ``container``) under a
-detached tuning supervisor."""
+detached tuning supervisor, or on ``kubernetes`` as a TuningJob custom resource
+that the controller drives. Both are a :class:`TuningBackend`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .client import Job, _name_prefix, _resolve_data
 from .config import load_settings
 from .errors import BackendError, JobFailed, SpecError, SpecIssue
 from .spec import parse_job, parse_tuning_job
+from .spec import TrainingJob
 from .spec.tuning import TuningJob, TuningJobStatus
+from .tuning.records import TrialRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .backends.local.tuning import LocalTuning
+    from .backends.base import Backend
 
 __all__ = ["Categorical", "Continuous", "Integer", "TuningJobAnalytics", "TuningJobHandle", "get_tuning_job",
            "list_tuning_jobs", "submit_tuning", "submit_tuning_job"]
@@ -59,11 +62,33 @@ class Categorical:
         return {"name": name, "type": "Categorical", "values": list(self.values)}
 
 
-def tuning_backend(backend: str | None = None, **options: str) -> LocalTuning:
+class TuningBackend(Protocol):
+    """Where tuning jobs run: ``LocalTuning`` (a supervisor per tuning job on
+    this machine) or ``KubernetesTuning`` (a custom resource the controller drives).
+    ``jobs`` is the training backend the trials are jobs of."""
+
+    name: str
+    jobs: Backend
+
+    def submit(self, tuning: TuningJob) -> None: ...
+    def get(self, name: str) -> TuningJob: ...
+    def list(self) -> list[TuningJob]: ...
+    def stop(self, name: str) -> None: ...
+    def resume(self, name: str) -> None: ...
+    def trial_jobs(self, name: str) -> dict[int, TrainingJob]: ...
+    def records(self, name: str, tuning: TuningJob | None = None) -> list[TrialRecord]: ...
+    def early_stops(self, name: str) -> dict[int, str]: ...
+
+
+def tuning_backend(backend: str | None = None, **options: str) -> TuningBackend:
     settings = load_settings()
     kind = backend or settings.backend
+    if kind == "kubernetes":
+        from .backends.kubernetes_tuning import KubernetesTuning
+
+        return KubernetesTuning(settings, **options)
     if kind not in ("process", "container"):
-        raise BackendError(f"tuning jobs run on the process and container backends, not {kind!r}")
+        raise BackendError(f"tuning jobs run on the process, container and kubernetes backends, not {kind!r}")
     from .backends.local.tuning import LocalTuning
 
     return LocalTuning(kind, settings, **options)
@@ -72,7 +97,7 @@ def tuning_backend(backend: str | None = None, **options: str) -> LocalTuning:
 class TuningJobHandle:
     """A handle on one tuning job; holds only its name and backend."""
 
-    def __init__(self, name: str, backend: LocalTuning):
+    def __init__(self, name: str, backend: TuningBackend):
         self.name = name
         self.backend = backend
 
@@ -119,7 +144,7 @@ class TuningJobHandle:
 class TuningJobAnalytics:
     """SageMaker-style analytics: ``TuningJobAnalytics(name).dataframe()``."""
 
-    def __init__(self, name: str, backend: str | LocalTuning | None = None):
+    def __init__(self, name: str, backend: str | TuningBackend | None = None):
         self.name = name
         self.backend = backend if backend is not None and not isinstance(backend, str) else tuning_backend(backend)
 
@@ -127,8 +152,7 @@ class TuningJobAnalytics:
         from .tuning.analytics import trials_frame
 
         tuning = self.backend.get(self.name)
-        return trials_frame(tuning.spec, self.backend.trial_jobs(self.name),
-                            self.backend.dir(self.name).early_stops())
+        return trials_frame(tuning.spec, self.backend.trial_jobs(self.name), self.backend.early_stops(self.name))
 
 
 def _parameters(parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -228,7 +252,8 @@ def submit_tuning_job(
     return handle
 
 
-def submit_tuning(tuning: TuningJob | Mapping[str, Any], backend: str | LocalTuning | None = None) -> TuningJobHandle:
+def submit_tuning(tuning: TuningJob | Mapping[str, Any],
+                  backend: str | TuningBackend | None = None) -> TuningJobHandle:
     """Submit a whole TuningJob document (what ``trainforge tune SPEC`` does)."""
     chosen = backend if backend is not None and not isinstance(backend, str) else tuning_backend(backend)
     document = tuning if isinstance(tuning, TuningJob) else parse_tuning_job(tuning)

@@ -39,11 +39,14 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def test_chart_crd_is_the_generated_one() -> None:
-    chart_crd = CHART / "crds" / "trainforge.dev_trainingjobs.yaml"
-    assert chart_crd.read_text() == (K8S / "crds" / "trainforge.dev_trainingjobs.yaml").read_text(), (
-        "charts/trainforge/crds/ is stale: after regenerating k8s/crds/, run "
-        "cp k8s/crds/trainforge.dev_trainingjobs.yaml charts/trainforge/crds/")
+def test_chart_crds_are_the_generated_ones() -> None:
+    generated = sorted(p.name for p in (K8S / "crds").glob("*.yaml"))
+    assert generated == ["trainforge.dev_trainingjobs.yaml", "trainforge.dev_tuningjobs.yaml"]
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == generated
+    for name in generated:
+        assert (CHART / "crds" / name).read_text() == (K8S / "crds" / name).read_text(), (
+            "charts/trainforge/crds/ is stale: after regenerating k8s/crds/, run "
+            "cp k8s/crds/*.yaml charts/trainforge/crds/")
 
 
 @pytest.mark.parametrize("sets", [(), ("minio.enabled=true", "metrics.serviceMonitor.enabled=true")],

@@ -11,10 +11,25 @@ import yaml
 from trainforge_controller import crds
 
 
-def test_committed_crd_is_in_sync_with_the_models() -> None:
-    assert crds.CRD_FILE.read_text() == crds.render(), (
-        "k8s/crds/trainforge.dev_trainingjobs.yaml is stale: "
-        "run PYTHONPATH=sdk:controller python -m trainforge_controller.crds")
+@pytest.mark.parametrize("kind", ["TrainingJob", "TuningJob"])
+def test_committed_crds_are_in_sync_with_the_models(kind: str) -> None:
+    assert crds.CRD_FILES[kind].read_text() == crds.render(kind), (
+        f"{crds.CRD_FILES[kind].name} is stale: run PYTHONPATH=sdk:controller python -m trainforge_controller.crds")
+    assert crds.main(["--check"]) == 0
+
+
+def test_tuning_crd_shape() -> None:
+    crd = yaml.safe_load(crds.CRD_FILES["TuningJob"].read_text())
+    version = crd["spec"]["versions"][0]
+    assert crd["metadata"]["name"] == "tuningjobs.trainforge.dev"
+    assert crd["spec"]["names"]["shortNames"] == ["tuning"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Done"] == ".status.trials.completed" and columns["Best"] == ".status.bestTrial.objective"
+    assert "$ref" not in json.dumps(crd)
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert sorted(spec["required"]) == ["objective", "parameters", "trainingJobTemplate"]
+    assert spec["properties"]["strategy"]["properties"]["type"]["enum"] == ["Random", "Grid", "Bayesian", "Hyperband"]
 
 
 def test_crd_shape() -> None:

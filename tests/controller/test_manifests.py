@@ -15,7 +15,8 @@ def test_kustomization_and_sample_pass_server_side_dry_run(kube: Any, trainforge
     # A dry run cannot create a namespace for the objects that follow it.
     kube.kubectl("apply", "-f", str(K8S / "controller" / "namespace.yaml"))
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", str(K8S))
-    kube.kubectl("apply", "--dry-run=server", "-n", "default", "-f", str(K8S / "samples" / "mnist.json"))
+    for sample in ("mnist.json", "mnist-tuning.json"):
+        kube.kubectl("apply", "--dry-run=server", "-n", "default", "-f", str(K8S / "samples" / sample))
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,11 @@ def applied_rbac(kube: Any) -> str:
 
 
 # Every call the controller makes, and the verb it needs (grep controller/ when adding one):
-#   main.py informers     list+watch trainingjobs, jobs.batch, pods (cluster-wide or --namespace)
+#   main.py informers     list+watch trainingjobs, tuningjobs, jobs.batch, pods (cluster-wide or --namespace)
 #   reconciler.py         create jobs.batch, services; merge-patch jobs.batch (suspend),
 #                         trainingjobs/status
+#   tuning.py             create trainingjobs (trials); merge-patch trainingjobs (stop annotations),
+#                         tuningjobs/status
 #   events.py             create events
 #   archive.py            get pods/log (one read of a finished trainer's log)
 #   catalog.py            get configmaps/<catalog> in its own namespace
@@ -39,6 +42,11 @@ USED = [
     ("list", "trainingjobs.trainforge.dev", "team-a"),
     ("watch", "trainingjobs.trainforge.dev", "team-a"),
     ("patch", "trainingjobs.trainforge.dev:status", "team-a"),
+    ("create", "trainingjobs.trainforge.dev", "team-a"),
+    ("patch", "trainingjobs.trainforge.dev", "team-a"),
+    ("list", "tuningjobs.trainforge.dev", "team-a"),
+    ("watch", "tuningjobs.trainforge.dev", "team-a"),
+    ("patch", "tuningjobs.trainforge.dev:status", "team-a"),
     ("create", "jobs.batch", "team-a"),
     ("patch", "jobs.batch", "team-a"),
     ("watch", "jobs.batch", "team-a"),
@@ -57,10 +65,14 @@ USED = [
 ]
 NOT_USED = [
     ("get", "trainingjobs.trainforge.dev", "team-a"),
-    ("patch", "trainingjobs.trainforge.dev", "team-a"),
     ("update", "trainingjobs.trainforge.dev", "team-a"),
-    ("create", "trainingjobs.trainforge.dev", "team-a"),
     ("delete", "trainingjobs.trainforge.dev", "team-a"),
+    ("get", "tuningjobs.trainforge.dev", "team-a"),
+    ("create", "tuningjobs.trainforge.dev", "team-a"),
+    ("patch", "tuningjobs.trainforge.dev", "team-a"),
+    ("update", "tuningjobs.trainforge.dev", "team-a"),
+    ("delete", "tuningjobs.trainforge.dev", "team-a"),
+    ("update", "tuningjobs.trainforge.dev:status", "team-a"),
     ("update", "trainingjobs.trainforge.dev:status", "team-a"),
     ("get", "jobs.batch", "team-a"),
     ("delete", "jobs.batch", "team-a"),

@@ -280,3 +280,20 @@ def test_controller_restarted_mid_flight_creates_no_duplicate(harness: Harness) 
     h.wait_phase("restart", "Queued")
     assert h.jobs("restart") == ["restart-a1"]
     assert len(h.pods("restart-a1")) == 1
+
+
+def test_a_refused_child_create_is_terminal_with_the_apiservers_reason(harness: Harness) -> None:
+    """A quota of zero Jobs makes the apiserver answer the Job create 403: the
+    same body would get the same answer, so the job fails at once, saying why,
+    instead of being retried for ever."""
+    h = harness
+    h.core.create_namespaced_resource_quota(h.ns, {
+        "metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}})
+    h.submit("refused", instance={"type": "gpu-1x"})
+    tj = h.wait_phase("refused", "Failed")
+    reason = tj["status"]["failureReason"]
+    assert reason.startswith("creating Job refused-a1 was refused (403 Forbidden)"), reason
+    assert "quota" in reason
+    failed = next(c for c in tj["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "ChildRejected"
+    assert h.jobs("refused") == []

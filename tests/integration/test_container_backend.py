@@ -233,7 +233,7 @@ def test_the_sagemaker_compat_trainer_runs_unchanged(
     log = "\n".join(job.logs())
     assert "host algo-1 of ['algo-1']; channels ['train']" in log
     archive = tmp_path / "output.tar.gz"
-    job_env.s3_client().download_file(job_env.name, f"models/{job.name}/output/output.tar.gz", str(archive))
+    job_env.s3_client().download_file(job_env.name, f"models/default/{job.name}/output/output.tar.gz", str(archive))
     with tarfile.open(archive) as tar:
         summary = json.load(tar.extractfile("summary.json"))  # type: ignore[arg-type]
     assert summary == {"files": ["part-0.csv"], "rows": 3}

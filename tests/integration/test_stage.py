@@ -232,6 +232,13 @@ def test_sync_uploads_checkpoints_while_training_and_stages_out_on_sigterm(
         (tmp_path / "checkpoints" / "epoch-1.pt").write_bytes(b"weights-1 revised")
         wait_until(lambda: get(minio_bucket, "ckpt/stage-001/epoch-1.pt") == b"weights-1 revised",
                    timeout=30, what="the changed checkpoint in MinIO")
+        # The metrics so far, while the trainer runs (a tuning job's early stopping reads them).
+        record = json.dumps({"name": "val:acc", "value": 0.5, "step": 1, "timestamp": 1.0}) + "\n"
+        (tmp_path / "output").mkdir(exist_ok=True)
+        (tmp_path / "output" / "metrics.jsonl").write_text(record)
+        wait_until(lambda: keys(minio_bucket, "models/") == ["models/team-a/stage-001/metrics/metrics.jsonl"],
+                   timeout=30, what="the metrics file in MinIO before the trainer ends")
+        assert get(minio_bucket, "models/team-a/stage-001/metrics/metrics.jsonl") == record.encode()
         assert sidecar.poll() is None  # a sidecar runs until the pod ends it
         (tmp_path / "model").mkdir()
         (tmp_path / "model" / "model.pt").write_bytes(b"final weights")

@@ -131,7 +131,7 @@ def test_median_rule_stops_a_trial_that_cannot_learn(home: Path, digits_data: di
     handle = trainforge.submit_tuning_job(
         str(DIGITS), digits_data, "local",
         {"lr": trainforge.Categorical(["0.2", "0.3", "0.25", "0.00001"])}, "validation:accuracy",
-        hparams={"epochs": 8, "sleep_per_epoch": 0.5}, metrics=ACCURACY, strategy="Grid",
+        hparams={"epochs": 12, "sleep_per_epoch": 1.0}, metrics=ACCURACY, strategy="Grid",
         early_stopping={"type": "Median", "minSteps": 3}, max_trials=4, max_parallel=4, name="digits-median")
     status = handle.wait(timeout=TIMEOUT)
     frame = handle.dataframe().set_index("lr")

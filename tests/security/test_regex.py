@@ -168,11 +168,11 @@ def test_a_slow_fold_does_not_hold_the_reconcile_worker(tmp_path: Path, monkeypa
     from trainforge_controller.status import Decision, Observed
 
     monkeypatch.setenv("TRAINFORGE_HOME", str(tmp_path / "home"))
-    art = ArtifactURIs.for_job("local://models/", "j")
+    art = ArtifactURIs.for_job("local://models/", "default", "j")
     store = open_store(art.metrics)
     store.write_bytes(art.log(host_name(0), 1), b"epoch 1 loss=0.5\n" + b"x" * 10 * MiB + b"\nepoch 2 loss=0.25\n")
     gate = threading.Event()
-    archiver = Archiver(client.CoreV1Api(client.ApiClient()), lambda uri: GatedStore(open_store(uri), gate))
+    archiver = Archiver(client.CoreV1Api(client.ApiClient()), lambda job, uri: GatedStore(open_store(uri), gate))
     job = TrainingJob.model_validate({**spec([{"name": "loss", "regex": r"loss=([0-9.]+)"}]),
                                       "metadata": {"name": "j"}})
     observed = Observed(now=datetime(2026, 1, 1, tzinfo=timezone.utc), artifacts=art, jobs=[{

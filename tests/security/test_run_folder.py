@@ -134,7 +134,7 @@ def test_staging_packs_syncs_and_restores_no_planted_link(
     Path(layout.checkpoint_dir, "d").symlink_to(host["dir"])
     assert sync_checkpoints(job, layout, scratch=str(tmp_path)) == 1
     assert [o.key for o in open_store("local://ckpt/").list("local://ckpt/j/")] == ["j/real.pt"]
-    model, output = stage_out_model(layout, ArtifactURIs.for_job("local://models/", "j"))
+    model, output = stage_out_model(layout, ArtifactURIs.for_job("local://models/", "default", "j"))
     assert output is None  # output/data held only a link
     with tarfile.open(open_store(model).local_path(model)) as tar:  # type: ignore[arg-type]
         assert tar.getnames() == ["model.txt"]

@@ -293,7 +293,7 @@ def test_supervisor_killed_mid_stage_out_leaves_no_temp_files_nor_partial_model(
         home: Path, tmp_path: Path, moment: str) -> None:
     job = trainforge.submit_job(str(FAULTS), hparams=faults("bigmodel", mib=256))
     jobdir = jobdir_of(job)
-    artifacts = home / "store" / "trainforge-artifacts" / job.name
+    artifacts = home / "store" / "trainforge-artifacts" / "default" / job.name
 
     def caught() -> bool:
         if moment == "packing":

@@ -336,10 +336,11 @@ def test_public_api_is_pinned(store: LocalStore) -> None:
     from trainforge import storage
 
     assert sorted(storage.__all__) == sorted([
-        "NullProgress", "ObjectInfo", "ObjectStore", "RichProgress", "TransferProgress",
+        "ConditionalWrites", "NullProgress", "ObjectInfo", "ObjectStore", "RichProgress", "TransferProgress",
         "TransferStats", "open_store",
     ])
     assert isinstance(store, ObjectStore)
+    assert isinstance(store, storage.ConditionalWrites)
 
 
 def test_local_stores_do_not_import_boto3(home: Path) -> None:

@@ -227,3 +227,17 @@ def test_objective_series_from_metric_records() -> None:
                {"name": "acc", "value": "0.7", "step": 2}, {"name": "acc", "value": "bad"},
                {"name": "acc", "value": 0.8}]
     assert objective_series(records, "acc") == {1: 0.5, 2: 0.7, 3: 0.8}
+
+
+def test_random_proposals_skip_the_rebuild_and_draw_the_same() -> None:
+    """The random sampler reads no history: proposing without rebuilding the
+    study (what keeps a decision fast at 1,000 trials) draws exactly what a
+    rebuilt study of every trial draws."""
+    spec = spec_of(strategy={"type": "Random", "seed": 9}, limits={"maxTrials": 40, "maxParallelTrials": 4})
+    trials = simulate(spec_of(strategy={"type": "Random", "seed": 4}, limits={"maxTrials": 30}))
+    from trainforge.tuning.space import distributions
+
+    study = rebuild_study(spec, trials)  # as every strategy but Random does it
+    rebuilt = [to_wire(spec.parameters, study.ask(distributions(spec.parameters)).params) for _ in range(4)]
+    assert propose(spec, trials, 4) == rebuilt
+    assert propose(spec, trials[:-1], 4) != rebuilt  # the seed counts the trials recorded

@@ -22,9 +22,8 @@ from ..spec import TrainingJob, check_job_name
 from ..staging import ArtifactURIs
 from ..storage import open_store
 
-GROUP, VERSION, PLURAL = "trainforge.dev", "v1alpha1", "trainingjobs"
-STOP_ANNOTATION = "trainforge.dev/stop"
-JOB_NAME_LABEL = "trainforge.dev/job-name"
+from ..names import ATTEMPT_LABEL, GROUP, JOB_NAME_LABEL, STOP_ANNOTATION, VERSION
+from ..names import TRAINING_PLURAL as PLURAL
 
 
 class KubernetesBackend:
@@ -39,6 +38,8 @@ class KubernetesBackend:
         self._output = output or os.environ.get("TRAINFORGE_K8S_OUTPUT", "s3://trainforge/jobs/")
         self._data_root = data_root or os.environ.get("TRAINFORGE_K8S_DATA_ROOT", "s3://trainforge/data/")
         if api_client is None:
+            # Read now: the client reads $KUBECONFIG once, when it is first imported.
+            kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
             try:
                 api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
                 if namespace is None:
@@ -48,7 +49,16 @@ class KubernetesBackend:
                         active = next((c for c in contexts if c["name"] == context), active)
                     namespace = (active or {}).get("context", {}).get("namespace")
             except config.ConfigException as exc:
-                raise BackendError(f"kubernetes backend: cannot load kubeconfig: {exc}") from exc
+                if kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+                    raise BackendError(f"kubernetes backend: cannot load kubeconfig: {exc}") from exc
+                # In a pod (the chart's dashboard): its service account, its namespace.
+                try:
+                    config.load_incluster_config()
+                except config.ConfigException as incluster:
+                    raise BackendError(f"kubernetes backend: no kubeconfig ({exc}) and no in-cluster "
+                                       f"service account ({incluster})") from incluster
+                api_client = client.ApiClient()
+                namespace = namespace or os.environ.get("POD_NAMESPACE")
         self.namespace = namespace or "default"
         self._client = client
         self.api = api_client
@@ -133,7 +143,7 @@ class KubernetesBackend:
             raise self._error(exc, name, "listing pods of") from exc
         if not pods:
             return None
-        latest = max(pods, key=lambda p: int((p.metadata.labels or {}).get("trainforge.dev/attempt", "0")))
+        latest = max(pods, key=lambda p: int((p.metadata.labels or {}).get(ATTEMPT_LABEL, "0")))
         try:
             text = self.core.read_namespaced_pod_log(latest.metadata.name, self.namespace, container="trainer")
         except self._client.ApiException:

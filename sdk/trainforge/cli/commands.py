@@ -16,12 +16,14 @@ from rich.console import Console
 from .. import client
 from ..backends import get_backend
 from ..errors import (
-    ConfigError, ImageNotFound, JobExists, JobFailed, JobNotFound, SpecError, TrainforgeError,
+    AliasConflict, ConfigError, GateError, ImageNotFound, InvalidModelRef, JobExists, JobFailed, JobNotFound,
+    ModelNotFound, NotRegistrable, SpecError, TrainforgeError,
 )
 from ..spec import Phase, TrainingJob, check_job_name, load_job
 from . import render
 
 EXIT_JOB_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_BACKEND, EXIT_TIMEOUT = 1, 2, 3, 4, 124
+EXIT_GATE_FAILED, EXIT_CONFLICT = 5, 6  # a gate refused the model; an alias moved under a promotion
 F = TypeVar("F", bound=Callable[..., Any])
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -32,8 +34,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (JobFailed, EXIT_JOB_FAILED),
     (SpecError, EXIT_INVALID), (ConfigError, EXIT_INVALID), (JobExists, EXIT_INVALID),
-    (ImageNotFound, EXIT_INVALID),
-    (JobNotFound, EXIT_NOT_FOUND),
+    (ImageNotFound, EXIT_INVALID), (InvalidModelRef, EXIT_INVALID), (NotRegistrable, EXIT_INVALID),
+    (GateError, EXIT_INVALID),
+    (JobNotFound, EXIT_NOT_FOUND), (ModelNotFound, EXIT_NOT_FOUND),
+    (AliasConflict, EXIT_CONFLICT),
     (TimeoutError, EXIT_TIMEOUT),
     (TrainforgeError, EXIT_BACKEND),
 )
@@ -133,7 +137,7 @@ def submit(ctx: click.Context, spec: Path, backend_name: str | None, name: str |
         out.print(job.name, markup=False)
 
 
-def follow_until_finished(job: client.Job, timeout: float | None) -> None:
+def follow_until_finished(job: client.Job, timeout: float | None, to_stderr: bool = False) -> None:
     """Print the job's log while waiting for its end; TimeoutError after
     ``timeout`` seconds even when the trainer is silent (the log is followed on
     a thread, the deadline is kept here)."""
@@ -144,7 +148,7 @@ def follow_until_finished(job: client.Job, timeout: float | None) -> None:
             for line in job.logs(follow=True):
                 if quit_printing.is_set():
                     return
-                click.echo(line)  # the trainer's output, as `trainforge logs` prints it
+                click.echo(line, err=to_stderr)  # the trainer's output, as `trainforge logs` prints it
         except TrainforgeError:
             pass  # the status printed afterwards says what happened
 

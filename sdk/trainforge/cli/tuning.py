@@ -18,8 +18,8 @@ from . import render
 from .commands import EXIT_JOB_FAILED, EXIT_TIMEOUT, err, handle_errors, main, out, output_option
 
 PHASE_STYLE = {"Completed": "green", "Failed": "red", "Stopped": "yellow", "Running": "cyan", "Pending": "white"}
-local_backend = click.option("--backend", "backend_name", type=click.Choice(["process", "container"]), default=None,
-                             help="where trials run (default: trainforge config, else process)")
+local_backend = click.option("--backend", "backend_name", type=click.Choice(["process", "container", "kubernetes"]),
+                             default=None, help="where trials run (default: trainforge config, else process)")
 
 
 def _summary(tuning: TuningJob) -> str:

@@ -35,3 +35,24 @@ def write_digits_dataset(
         np.savez(folder / FILE_NAME, X=features, y=labels)
         channels[channel] = folder
     return channels
+
+
+def upload_digits_dataset(prefix_uri: str) -> dict[str, str]:
+    """Write the dataset and upload it under ``prefix_uri`` (``train/`` and
+    ``validation/``); channel -> URI. The same bytes every time (fixed seed,
+    fixed archive), so re-uploading leaves the data manifest unchanged."""
+    import tempfile
+
+    from ..storage import open_store
+    from ..uris import parse_uri
+
+    base = parse_uri(prefix_uri).as_prefix()
+    store = open_store(str(base))
+    store.ensure_bucket(str(base))
+    uris = {}
+    with tempfile.TemporaryDirectory(prefix="trainforge-digits-") as tmp:
+        for channel, folder in write_digits_dataset(tmp).items():
+            uris[channel] = str(base.join(channel).as_prefix())
+            store.upload_dir(str(folder), uris[channel])
+    return uris
+

@@ -17,11 +17,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ..contract import colliding_names, reserved_env
+from ..names import API_VERSION
 from ..regex import compile_metric_regex
 from ..uris import parse_uri
 from . import limits
 
-API_VERSION = "trainforge.dev/v1alpha1"
+
 KIND = "TrainingJob"
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -266,6 +266,7 @@ class TuningJobStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
     start_time: str | None = None
     end_time: str | None = None
+    observed_generation: int | None = Field(default=None, description="the generation the controller last saw")
 
 
 class TuningJob(_Model):

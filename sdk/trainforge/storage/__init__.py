@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from ..config import Settings, load_settings
 from ..uris import StorageURI
-from .base import ObjectInfo, ObjectStore, TransferProgress, TransferStats, as_uri
+from .base import ConditionalWrites, ObjectInfo, ObjectStore, TransferProgress, TransferStats, as_uri
 from .local import LocalStore
 from .progress import NullProgress, RichProgress
 
 __all__ = [
-    "NullProgress", "ObjectInfo", "ObjectStore", "RichProgress", "TransferProgress",
+    "ConditionalWrites", "NullProgress", "ObjectInfo", "ObjectStore", "RichProgress", "TransferProgress",
     "TransferStats", "open_store",
 ]
 

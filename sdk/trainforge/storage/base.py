@@ -91,6 +91,24 @@ class ObjectStore(Protocol):
     def ensure_bucket(self, uri: str | StorageURI) -> None: ...
 
 
+@runtime_checkable
+class ConditionalWrites(Protocol):
+    """Optional capability: small documents written only if a condition holds,
+    atomically on the store's side (S3 ``If-None-Match: *`` / ``If-Match``; the
+    embedded store under a directory lock). A lost condition raises
+    ``trainforge.errors.PreconditionFailed``; nothing is written then."""
+
+    def read_with_etag(self, uri: str | StorageURI) -> tuple[bytes, str]:
+        """The object's bytes and the ETag a later ``replace_if`` compares against."""
+        ...
+    def create_only(self, uri: str | StorageURI, data: bytes) -> str:
+        """Write ``data`` only if no object is at ``uri``; its new ETag."""
+        ...
+    def replace_if(self, uri: str | StorageURI, data: bytes, etag: str) -> str:
+        """Write ``data`` only if the object is still the one with ``etag``; its new ETag."""
+        ...
+
+
 # --- pure helpers -----------------------------------------------------------
 
 def as_uri(uri: str | StorageURI) -> StorageURI:

@@ -8,11 +8,14 @@ skip the temp files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ..config import Settings
-from ..errors import IntegrityError, ObjectNotFound, StorageError
+from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
 from ..uris import StorageURI
 from .base import ObjectInfo, TransferProgress, as_uri, is_prefix
 from .files import (
@@ -137,6 +140,58 @@ class LocalStore(BaseStore):
             raise StorageError(f"cannot write bytes to {u}: it names a prefix, not an object")
         with atomic_file(self._path(u), durable=True) as sink:
             sink.write(data)
+
+    # --- conditional writes (ConditionalWrites) -------------------------------------
+    # The ETag is the MD5 of the bytes (S3's for a single-part object). Each check
+    # and its write happen under an exclusive flock on the object's folder, so two
+    # writers (threads or processes on this machine) never both pass the check.
+    @contextlib.contextmanager
+    def _folder_lock(self, path: str) -> Iterator[None]:
+        folder = os.path.dirname(path)
+        make_dirs(folder)
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise write_error(folder, exc, "lock") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _current_etag(self, path: str) -> str | None:
+        try:
+            with open(path, "rb") as handle:
+                return hashlib.md5(handle.read(), usedforsecurity=False).hexdigest()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def read_with_etag(self, uri: str | StorageURI) -> tuple[bytes, str]:
+        data = self.read_bytes(uri)
+        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def _conditional_write(self, uri: str | StorageURI, data: bytes, etag: str | None) -> str:
+        u = as_uri(uri)
+        if is_prefix(u):
+            raise StorageError(f"cannot write bytes to {u}: it names a prefix, not an object")
+        path = self._path(u)
+        with self._folder_lock(path):
+            current = self._current_etag(path)
+            if etag is None and current is not None:
+                raise PreconditionFailed(f"{u}: an object is already there")
+            if etag is not None and current != etag:
+                raise PreconditionFailed(f"{u}: the object changed (or went) since it was read as ETag {etag}")
+            with atomic_file(path, durable=True) as sink:
+                sink.write(data)
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def create_only(self, uri: str | StorageURI, data: bytes) -> str:
+        return self._conditional_write(uri, data, None)
+
+    def replace_if(self, uri: str | StorageURI, data: bytes, etag: str) -> str:
+        return self._conditional_write(uri, data, etag)
 
     def delete_prefix(self, prefix_uri: str | StorageURI) -> int:
         u = as_uri(prefix_uri)

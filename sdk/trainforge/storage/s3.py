@@ -32,7 +32,7 @@ from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from ..config import Settings
-from ..errors import IntegrityError, ObjectNotFound, StorageError
+from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
@@ -49,6 +49,9 @@ from .transfer import BaseStore
 CRC_META = "tf-crc32"
 _STREAM_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
 _DELETE_BATCH = 1000
+# What S3 answers when a conditional write loses: 412, or 409 when two
+# conditional writes of one key race on AWS (MinIO answers 412).
+_LOST_CONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 def crc_b64(crc: int) -> str:
@@ -295,6 +298,41 @@ class S3Store(BaseStore):
         with self._errors(u, "write"):
             self.client.put_object(Bucket=u.bucket, Key=u.key, Body=data, ChecksumCRC32=crc_b64(crc),
                                    Metadata={CRC_META: f"{crc:08x}"})
+
+    # --- conditional writes (ConditionalWrites) -------------------------------------
+    def read_with_etag(self, uri: str | StorageURI) -> tuple[bytes, str]:
+        u = as_uri(uri)
+        with self._errors(u, "read"):
+            response = self._get_stream(u)
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read()
+        _verify(u, len(data), zlib.crc32(data), int(response["ContentLength"]), expected_crc(response))
+        return bytes(data), str(response.get("ETag", "")).strip('"')
+
+    def _conditional_put(self, uri: StorageURI, data: bytes, condition: dict[str, str], lost: str) -> str:
+        if is_prefix(uri):
+            raise StorageError(f"cannot write bytes to {uri}: it names a prefix, not an object")
+        crc = zlib.crc32(data)
+        with self._errors(uri, "write"):
+            try:
+                response = self.client.put_object(
+                    Bucket=uri.bucket, Key=uri.key, Body=data, ChecksumCRC32=crc_b64(crc),
+                    Metadata={CRC_META: f"{crc:08x}"}, **condition)
+            except ClientError as exc:
+                code, status = error_code(exc)
+                if code in _LOST_CONDITION or status in (409, 412):
+                    raise PreconditionFailed(f"{uri}: {lost}") from exc
+                if "IfMatch" in condition and code != "NoSuchBucket" and (code == "NoSuchKey" or status == 404):
+                    raise PreconditionFailed(f"{uri}: {lost}") from exc
+                raise
+        return str(response.get("ETag", "")).strip('"')
+
+    def create_only(self, uri: str | StorageURI, data: bytes) -> str:
+        return self._conditional_put(as_uri(uri), data, {"IfNoneMatch": "*"}, "an object is already there")
+
+    def replace_if(self, uri: str | StorageURI, data: bytes, etag: str) -> str:
+        return self._conditional_put(as_uri(uri), data, {"IfMatch": f'"{etag}"'},
+                                     f"the object changed (or went) since it was read as ETag {etag}")
 
     def delete_prefix(self, prefix_uri: str | StorageURI) -> int:
         u = as_uri(prefix_uri)

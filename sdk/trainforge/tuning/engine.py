@@ -30,13 +30,17 @@ from .space import distributions, from_wire, grid, to_wire
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _random(spec: TuningJobSpec) -> bool:
+    strategy = spec.strategy
+    return strategy.type == StrategyType.RANDOM or (
+        strategy.type == StrategyType.HYPERBAND and strategy.hyperband is not None
+        and strategy.hyperband.sampler == "Random")
+
+
 def _sampler(spec: TuningJobSpec, recorded: int) -> optuna.samplers.BaseSampler:
     strategy = spec.strategy
     seed = None if strategy.seed is None else (strategy.seed * 1_000_003 + recorded) % 2**32
-    kind = strategy.type
-    if kind == StrategyType.HYPERBAND and strategy.hyperband is not None and strategy.hyperband.sampler == "Random":
-        kind = StrategyType.RANDOM
-    if kind == StrategyType.RANDOM:
+    if _random(spec):
         return optuna.samplers.RandomSampler(seed=seed)
     startup = max(3, min(10, spec.limits.max_trials // 4))
     with warnings.catch_warnings():
@@ -88,7 +92,14 @@ def propose(spec: TuningJobSpec, trials: Sequence[TrialRecord], count: int,
         tried = {tuple(sorted(t.hyperparameters.items())) for t in trials}
         fresh = [p for p in grid(spec.parameters, spec.strategy.seed) if tuple(sorted(p.items())) not in tried]
         return fresh[:count]
-    study = rebuild_study(spec, trials, warm)
+    if _random(spec):
+        # The random sampler reads no history (its seed already counts the
+        # trials): the same draws without rebuilding a study of every trial,
+        # which cost ~2 s per decision at 1,000 trials.
+        study = rebuild_study(spec, [])
+        study.sampler = _sampler(spec, len(trials))
+    else:
+        study = rebuild_study(spec, trials, warm)
     dists = distributions(spec.parameters)
     out = []
     for _ in range(count):

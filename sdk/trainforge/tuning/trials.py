@@ -13,8 +13,10 @@ from ..spec.tuning import TuningJob, TuningJobSpec
 from ..uris import parse_uri
 from .records import TrialRecord, TrialState, objective_series
 
-TUNING_JOB_LABEL = "trainforge.dev/tuning-job"
-TRIAL_LABEL = "trainforge.dev/trial"
+from ..names import TRIAL_LABEL, TUNING_JOB_LABEL
+
+__all__ = ["TRIAL_LABEL", "TUNING_JOB_LABEL", "trial_job", "trial_name", "trial_number", "trial_record",
+           "trial_state"]
 
 
 

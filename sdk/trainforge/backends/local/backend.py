@@ -273,13 +273,14 @@ class LocalBackend:
         """Remove what an upload killed midway left in the store under the
         job's own artifact prefix (temp objects, unfinished multipart uploads)."""
         try:
-            output = jobdir.read_document()["backend"]["output"]
-            job = jobdir.read_job()
-            artifacts = ArtifactURIs.for_job(output, job.metadata.namespace, jobdir.name)
+            document = jobdir.read_document()
+            namespace = document["job"].get("metadata", {}).get("namespace", "default")
+            artifacts = ArtifactURIs.for_job(document["backend"]["output"], namespace, jobdir.name)
             store = open_store(str(artifacts.root))
             sweep = getattr(store, "sweep_partial", None)  # optional capability
             if sweep is not None:
-                hosts = host_names(jobdir.name, job.spec.instance.count)
+                count = int(document["job"].get("spec", {}).get("instance", {}).get("count", 1))
+                hosts = host_names(jobdir.name, count)
                 logs = [artifacts.log(host, n) for host in hosts for n in range(1, len(jobdir.log_files(host)) + 1)]
                 sweep(artifacts.root, [artifacts.model, artifacts.output, artifacts.metrics, *logs])
         except (TrainforgeError, OSError, KeyError, ValueError):

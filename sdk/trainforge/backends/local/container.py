@@ -74,13 +74,14 @@ from ... import untrusted
 from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
+from ...names import CONTAINER_ATTEMPT_LABEL, CONTAINER_JOB_LABEL, CONTAINER_MANAGED_BY_LABEL
 from .orphans import container_record
 from .outputlines import bounded_lines
 
 MANAGED_BY = "trainforge-local"
-LABEL_JOB = "trainforge.dev/job"
-LABEL_ATTEMPT = "trainforge.dev/attempt"
-LABEL_MANAGED_BY = "trainforge.dev/managed-by"
+LABEL_JOB = CONTAINER_JOB_LABEL
+LABEL_ATTEMPT = CONTAINER_ATTEMPT_LABEL
+LABEL_MANAGED_BY = CONTAINER_MANAGED_BY_LABEL
 SHM_MIN = 1 << 30
 SHM_MAX = 32 << 30
 _TRUE = ("1", "true", "yes", "on")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 
 from ... import untrusted
-from ...metrics import MetricRecord, parse_records, read_records
+from ...metrics import MetricRecord, read_record_stream, read_records
 from .jobdir import JobDir
-
-LOGGED_METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file read
 
 
 def merge_records(scraped: list[MetricRecord], logged: list[MetricRecord]) -> list[MetricRecord]:
@@ -28,6 +26,13 @@ def logged_records(jobdir: JobDir) -> list[MetricRecord]:
     """The trainer's own metrics file, in its run folder: read without
     following a link it may have planted there."""
     layout = jobdir.layout
-    raw = untrusted.read_file(layout.root, os.path.relpath(layout.metrics_file, layout.root),
-                              limit=LOGGED_METRICS_LIMIT)
-    return parse_records(raw.decode("utf-8", errors="replace"), source=layout.metrics_file) if raw else []
+    folder, name = os.path.split(os.path.relpath(layout.metrics_file, layout.root))
+    try:
+        with untrusted.opened_dir(layout.root, folder) as dir_fd:
+            handle = untrusted.open_regular(dir_fd, name, layout.metrics_file)
+            if handle is None:
+                return []
+            with handle:  # streamed: bounded memory whatever the trainer wrote
+                return read_record_stream(handle, layout.metrics_file)
+    except (FileNotFoundError, untrusted.UnsafePath):
+        return []

@@ -38,7 +38,7 @@ from ...metrics import MetricParser, final_values
 from ...spec import Condition, Phase, TrainingJob
 from ...staging import (
     ArtifactURIs, fastfile_folders, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
-    write_config_files,
+    sync_tensorboard, write_config_files,
 )
 from ...storage import open_store
 from ...storage.progress import CancellableProgress
@@ -128,7 +128,7 @@ class Supervisor:
                 stage_in(self.job, layout, host, in_place=self.channel_mounts,
                          progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
             except TransferCancelled:
-                untrusted.reset_dir(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
+                untrusted.remove(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
                 raise
         # Every host resumes from the same (rank 0's) checkpoints.
         restored = restore_checkpoints(self.job, layout)
@@ -284,6 +284,10 @@ class Supervisor:
         self.output_failed.set()
 
     def try_sync_checkpoints(self) -> None:
+        try:  # the TensorBoard folder goes with the checkpoints: a live view while it trains
+            sync_tensorboard(self.jobdir.layout, self.artifacts, scratch=str(self.jobdir.path))
+        except (TrainforgeError, OSError) as exc:
+            say(f"TensorBoard log sync failed (will retry): {exc}")
         try:
             sync_checkpoints(self.job, self.jobdir.layout, scratch=str(self.jobdir.path))
         except TrainforgeError as exc:
@@ -346,6 +350,7 @@ class Supervisor:
             self.jobdir.clear_scratch()
 
     def stage_out(self, success: bool) -> None:
+        sync_tensorboard(self.jobdir.layout, self.artifacts, scratch=str(self.jobdir.path))
         records = job_metric_records(self.jobdir)
         self.status.final_metrics = final_values(records)
         artifacts = self.status.artifacts.model_copy()

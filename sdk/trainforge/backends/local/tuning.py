@@ -212,6 +212,10 @@ class LocalTuning:
                 found[number] = job
         return found
 
+    def early_stops(self, name: str) -> dict[int, str]:
+        """Trial number -> why an early-stopping rule stopped it."""
+        return self._existing(name).early_stops()
+
     def records(self, name: str, tuning: TuningJob | None = None) -> list[TrialRecord]:
         tdir = self._existing(name)
         tuning = tuning or tdir.read_tuning()

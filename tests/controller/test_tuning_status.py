@@ -1,0 +1,46 @@
+"""The TuningJob reconciler's pure parts: the status after a pass, the trial
+body, what a stop writes and how it is read back. No cluster."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from trainforge.spec import parse_tuning_job
+from trainforge.spec.tuning import TrialCounts, TuningJobStatus
+from trainforge.tuning import TrialRecord, TrialState
+from trainforge.tuning.engine import Plan
+from trainforge_controller.tuning import early_stops, stop_patch, trial_body, tuning_status
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BEST = TrialRecord(3, "hpo-003", {"lr": "0.01"}, TrialState.COMPLETED, {1: 0.9}, 0.9)
+
+
+def test_a_finished_verdict_waits_for_the_active_trials_then_ends() -> None:
+    step = Plan(finished=("Completed", "all 4 trials finished"), counts=TrialCounts(completed=3, running=1), best=BEST)
+    waiting = tuning_status(TuningJobStatus(), step, active=1, started=4, max_trials=4, now=NOW)
+    assert waiting.status.phase == "Running" and waiting.status.end_time is None
+    assert waiting.status.message == "ending (all 4 trials finished): waiting for 1 trials"
+    done = tuning_status(waiting.status, step, active=0, started=4, max_trials=4, now=NOW)
+    assert (done.status.phase, done.status.end_time) == ("Completed", "2026-01-01T00:00:00Z")
+    assert done.status.best_trial is not None and done.status.best_trial.name == "hpo-003"
+    assert {c.type: c.status for c in done.status.conditions} == {"Running": "False", "Completed": "True"}
+    assert done.events == [("Normal", "Completed", "all 4 trials finished")]
+    again = tuning_status(done.status, step, active=0, started=4, max_trials=4, now=NOW)
+    assert again.events == []  # an event per transition, not per pass
+
+
+def test_a_trial_is_owned_named_and_labelled_and_a_stop_says_why() -> None:
+    tuning = parse_tuning_job({"metadata": {"name": "hpo", "namespace": "team-a", "labels": {"team": "a"}}, "spec": {
+        "trainingJobTemplate": {"image": "img:1", "hyperparameters": {"epochs": "3"},
+                                "metrics": [{"name": "acc", "regex": "acc=([0-9.]+)"}]},
+        "objective": {"metric": "acc"}, "parameters": [{"name": "lr", "type": "Continuous", "min": 0.1, "max": 1}]}})
+    body = trial_body(tuning, "uid-1", 7, {"lr": "0.5"})
+    assert body["metadata"]["name"] == "hpo-007" and body["kind"] == "TrainingJob"
+    assert body["metadata"]["labels"] == {"team": "a", "trainforge.dev/tuning-job": "hpo", "trainforge.dev/trial": "7"}
+    assert body["metadata"]["ownerReferences"] == [{"apiVersion": "trainforge.dev/v1alpha1", "kind": "TuningJob",
+                                                    "name": "hpo", "uid": "uid-1", "controller": True}]
+    assert body["spec"]["hyperparameters"] == {"epochs": "3", "lr": "0.5"} and "status" not in body
+    early = {"metadata": stop_patch("early stopping (median rule): worse", early=True)["metadata"]}
+    ended = {"metadata": stop_patch("tuning job ended: stopped on request", early=False)["metadata"]}
+    assert early_stops({1: early, 2: ended, 3: {"metadata": {}}}) == {1: "early stopping (median rule): worse"}
+    assert ended["metadata"]["annotations"]["trainforge.dev/stop"] == "true"
