@@ -21,6 +21,7 @@ import pytest
 from tests.infra import binaries, logs, naming
 from tests.infra.binaries import ComponentUnavailable
 from tests.infra.kube_cluster import KubeCluster, start_kube_cluster
+from tests.infra.kube_node import KubeNode, start_kube_node
 from tests.infra.minio_server import MinioServer, start_minio
 from tests.infra.podman_engine import PodmanEngine, start_podman
 from tests.infra.waiting import wait_until
@@ -31,6 +32,7 @@ T = TypeVar("T")
 _MARKERS = {
     "minio": ("minio", "needs the real MinIO server"),
     "kube": ("kube", "needs the real Kubernetes control plane"),
+    "kube_node": ("kube_node", "needs a real kubelet node (root, containerd)"),
     "container_engine": ("container", "needs the Podman container engine"),
 }
 _session_dir = pytest.StashKey[Path]()
@@ -201,6 +203,43 @@ def kube(pytestconfig: pytest.Config, test_bed_dir: Path) -> Iterator[KubeCluste
         test_bed_dir / "run" / "kube", test_bed_dir / "logs" / "kube"))
     yield cluster
     cluster.stop()
+
+
+HOST_SITE_PACKAGES = "/opt/host-site-packages"  # where pods on the real node see this run's packages
+
+
+def host_package_mounts(folder: Path) -> list[tuple[Path, str]]:
+    """This run's site-packages (PyTorch) read-only in every container of the
+    real node, on sys.path through a .pth file in the images' venv: the same
+    CPython minor version, so compiled wheels load unchanged. Nothing is baked in."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return []
+    site_packages = Path(spec.origin).resolve().parents[1]
+    pth = folder / "host-site-packages.pth"
+    folder.mkdir(parents=True, exist_ok=True)
+    pth.write_text(HOST_SITE_PACKAGES + "\n")
+    pth.chmod(0o644)
+    venv_site = f"/opt/venv/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    return [(site_packages, HOST_SITE_PACKAGES), (pth, f"{venv_site}/host-site-packages.pth")]
+
+
+@pytest.fixture(scope="session")
+def kube_node(pytestconfig: pytest.Config, kube: KubeCluster, test_bed_dir: Path) -> Iterator[KubeNode]:
+    """A real kubelet node (containerd, runc, a CNI bridge) joined to ``kube``:
+    tainted and labelled ``trainforge.dev/real-node``, this run's site-packages
+    mounted in every container (``host_package_mounts``). Every host change is
+    undone at the end; a leak fails the session's last test report loudly."""
+    run = test_bed_dir / "run" / "node"
+    node = _start(pytestconfig, "kube_node", lambda: start_kube_node(
+        kube, run, test_bed_dir / "logs" / "node", shared_mounts=host_package_mounts(run / "mounts")))
+    yield node
+    with kube.api_client() as api:
+        leaks = node.stop(api)
+    assert not leaks, f"the real node left host changes behind: {leaks}"
 
 
 @pytest.fixture

@@ -237,6 +237,10 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
             "items": [{"key": CREDENTIALS_FILE_KEY, "path": CREDENTIALS_FILE_KEY}]}})
     if needs_service(job):
         pod_spec["subdomain"] = service_name(job.name)
+    if settings.host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+        del trainer["ports"]  # a containerPort would claim the host's port: one job pod per node
     if instance.node_selector:
         pod_spec["nodeSelector"] = dict(instance.node_selector)
     if instance.tolerations:

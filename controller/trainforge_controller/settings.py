@@ -29,6 +29,12 @@ class ControllerSettings:
     # Every container of a job pod runs as this uid/gid (the base images' trainer
     # user): one owner for the shared /opt/ml volume; never 0 (runAsNonRoot).
     job_uid: int = 10001
+    # Job pods in the node's network namespace: for clusters whose pod network
+    # cannot reach the object store (or has no cluster DNS/kube-proxy, like the
+    # test bed's real node). The trainer then declares no container port (one
+    # would claim that host port), and resolves Service names with
+    # ClusterFirstWithHostNet.
+    host_network: bool = False
     checkpoint_sync_seconds: int = 60
     stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
     resync_seconds: float = 300.0
@@ -46,5 +52,13 @@ class ControllerSettings:
         for field, kind in cls.__annotations__.items():
             value = env.get(f"TRAINFORGE_{field.upper()}")
             if value is not None:
-                kwargs[field] = {"int": int, "float": float}.get(kind, str)(value)
+                kwargs[field] = {"int": int, "float": float, "bool": _flag}.get(kind, str)(value)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _flag(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")

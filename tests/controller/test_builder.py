@@ -144,6 +144,17 @@ def test_job_uid_comes_from_the_settings() -> None:
     assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (4242, 4242, 4242)
 
 
+def test_host_network_pods_claim_no_host_port() -> None:
+    plain = build_job(_job(), "u", 1, DEFAULT_CATALOG["cpu-small"], S, 10)["spec"]["template"]["spec"]
+    assert "hostNetwork" not in plain and plain["containers"][0]["ports"][0]["containerPort"] == 29500
+    settings = ControllerSettings.from_env({"TRAINFORGE_HOST_NETWORK": "true"})
+    pod = build_job(_job(), "u", 1, DEFAULT_CATALOG["cpu-small"], settings, 10)["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "ports" not in pod["containers"][0]
+    with pytest.raises(ValueError, match="expected true or false"):
+        ControllerSettings.from_env({"TRAINFORGE_HOST_NETWORK": "maybe"})
+
+
 def test_a_root_job_uid_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="TRAINFORGE_JOB_UID"):
         ControllerSettings.from_env({"TRAINFORGE_JOB_UID": "0"})

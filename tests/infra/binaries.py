@@ -43,6 +43,8 @@ BINARIES: dict[str, Binary] = {
         Binary("kube-controller-manager", "kubernetes", ("TEST_ASSET_KUBE_CONTROLLER_MANAGER",)),
         Binary("kube-scheduler", "kubernetes", ("TEST_ASSET_KUBE_SCHEDULER",)),
         Binary("kubectl", "kubernetes", ("TEST_ASSET_KUBECTL",)),
+        Binary("kubelet", "kubelet", ("TEST_ASSET_KUBELET",)),
+        Binary("pause", "pause", ("TEST_ASSET_PAUSE",)),
         Binary("kwok", "kwok", ("TEST_ASSET_KWOK",)),
         Binary("helm", "helm", ("TEST_ASSET_HELM",)),
     ]
@@ -70,8 +72,12 @@ def cache_root(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("TRAINFORGE_CACHE") or Path.home() / ".cache" / "trainforge")
 
 
+# Components pinned by another component's version (built from the same module).
+_VERSION_OF = {"kubelet": "KUBERNETES_VERSION"}
+
+
 def component_dir(component: str, env: Mapping[str, str] | None = None) -> Path:
-    version = versions()[f"{component.upper()}_VERSION"]
+    version = versions()[_VERSION_OF.get(component, f"{component.upper()}_VERSION")]
     return cache_root(env) / "servers-v1" / f"{component}-{version}"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the real servers the integration tests start: MinIO, mc,
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
-# and helm, all from the Go module proxy at pinned versions.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, the
+# kubelet, kwok and helm, all from the Go module proxy at pinned versions.
 #
 # Output: one folder per component and version under
 #   ${TRAINFORGE_CACHE:-~/.cache/trainforge}/servers-v1/<name>-<version>/
@@ -66,7 +66,8 @@ GO
   go build -trimpath -ldflags='-s -w' -o "$out/etcd" .
 }
 
-build_kubernetes() {
+# kube_wrapper CMD...: builds the given k8s.io/kubernetes/cmd/<CMD> into $out.
+kube_wrapper() {
   # k8s.io/kubernetes replaces its staging modules with local paths, so it
   # cannot be `go install`ed. Require it from a wrapper module and point every
   # staging module at its published k8s.io/<name> v0.<minor>.<patch>.
@@ -79,18 +80,11 @@ build_kubernetes() {
     while read -r mod; do go mod edit -replace="$mod=$mod@$staging"; done
   # Pin the same go directive the upstream module needs.
   go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$@"
+    printf ')\n'
+  } > tools.go
   go mod tidy -e
   local minor=${version#v1.}; minor=${minor%%.*}
   local ldflags="-s -w"
@@ -98,17 +92,55 @@ GO
     ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in "$@"; do
     go build -trimpath -tags tools -ldflags="$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
 }
 
+build_kubernetes() { kube_wrapper kube-apiserver kube-controller-manager kube-scheduler kubectl; }
+# The kubelet of the real worker node (kube_node fixture). Its own folder so the
+# control plane's cache stays valid; the shared module and build caches make it
+# cost ~25 s after build_kubernetes (only ~100 of its packages are new).
+build_kubelet() { kube_wrapper kubelet; }
+
+# The sandbox ("pause") process of the real node's pods: a static binary that
+# waits for SIGTERM and reaps children. Ours, so no registry image is needed.
+build_pause() {
+  go mod init trainforge.dev/pause
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range c {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			if p, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); p <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  go build -trimpath -ldflags='-s -w' -o "$out/pause" .
+}
+
 declare -A versions=(
   [minio]=$MINIO_VERSION [mc]=$MC_VERSION [etcd]=$ETCD_VERSION
-  [kubernetes]=$KUBERNETES_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
+  [kubernetes]=$KUBERNETES_VERSION [kubelet]=$KUBERNETES_VERSION [pause]=$PAUSE_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
 )
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kwok helm mc)
+[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kubelet pause kwok helm mc)
 failed=0
 for c in "${components[@]}"; do
   run_build "$c" "${versions[$c]}" "build_$c" || failed=1

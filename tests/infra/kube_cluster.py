@@ -134,6 +134,9 @@ def apiserver_args(
         "--endpoint-reconciler-type=none",
         # kwok's nodes have an InternalIP (loopback) and no resolvable host name.
         "--kubelet-preferred-address-types=InternalIP",
+        # How it authenticates to a real kubelet (kube_node.py) for logs and exec.
+        f"--kubelet-client-certificate={pki.admin_cert}",
+        f"--kubelet-client-key={pki.admin_key}",
         # Two cores are shared with the tests; flow control only adds work here.
         "--enable-priority-and-fairness=false",
         "--profiling=false",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -388,11 +389,63 @@ def test_unknown_instance_type(home: Path, digits_data: dict[str, str]) -> None:
     assert_nothing_created(home)
 
 
-def test_multi_host_job_is_refused_by_the_process_backend(home: Path) -> None:
+def test_multi_host_gpu_job_is_refused_by_the_process_backend(home: Path) -> None:
     with pytest.raises(SpecError) as info:
-        trainforge.submit_job(str(FAULTS), instance={"type": "local", "count": 2})
-    assert [i.path for i in info.value.issues] == ["spec.instance.count"]
+        trainforge.submit_job(str(FAULTS), instance={"type": "gpu-1x", "count": 2})
+    [issue] = info.value.issues
+    assert issue.path == "spec.instance.count" and "CPU instance types" in issue.message
     assert_nothing_created(home)
+
+
+# --- several hosts: N local processes, one job ------------------------------------------
+
+DDP_LINE = re.compile(r"^ddp rank=(\d) world=2 epoch=(\d+) param_checksum=(-?[0-9.]+)$", re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_two_host_digits_job_trains_with_ddp(home: Path, digits_data: dict[str, str], tmp_path: Path) -> None:
+    job = trainforge.submit_job(str(DIGITS), data=digits_data, hparams={"epochs": 3}, metrics=DIGITS_METRICS,
+                                instance={"type": "local", "count": 2})
+    status = job.wait(timeout=JOB_TIMEOUT)
+    assert status.phase is Phase.COMPLETED, status.failure_reason
+    jobdir = LocalBackend("process").jobdir(job.name)
+    logs = {host: jobdir.log_file(1, host).read_text() for host in ("algo-1", "algo-2")}
+
+    # both ranks joined one gloo group through the torchrun variables
+    for rank, host in enumerate(logs):
+        assert f"ddp: rank {rank} of 2 joined (master 127.0.0.1:" in logs[host]
+        config = json.loads((jobdir.host_run_dir(host) / "input/config/resourceconfig.json").read_text())
+        assert config["current_host"] == host and config["hosts"] == ["algo-1", "algo-2"]
+    # gradients were all-reduced: after every epoch both ranks hold the same weights
+    checksums = {(int(rank), int(epoch)): value for logs_of in logs.values()
+                 for rank, epoch, value in DDP_LINE.findall(logs_of)}
+    assert sorted(checksums) == [(r, e) for r in (0, 1) for e in (1, 2, 3)]
+    for epoch in (1, 2, 3):
+        assert checksums[(0, epoch)] == checksums[(1, epoch)]
+    assert len({checksums[(0, e)] for e in (1, 2, 3)}) == 3  # and they did change: it trained
+
+    # rank 0's model ships; the metrics are rank 0's; every host's log is uploaded
+    assert 0.8 < status.final_metrics["validation:accuracy"] <= 1.0
+    model = job.download_model(tmp_path / "model")
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]
+    assert not (jobdir.host_run_dir("algo-2") / "model" / "model.pt").exists()
+    assert stored_files(home, "trainforge-artifacts") == sorted([
+        f"default/{job.name}/output/model.tar.gz", f"default/{job.name}/output/output.tar.gz",
+        f"default/{job.name}/metrics/metrics.jsonl", f"default/{job.name}/logs/algo-1-attempt-1.log",
+        f"default/{job.name}/logs/algo-2-attempt-1.log"])
+
+
+def test_one_host_failing_ends_the_others_and_names_it(home: Path, tmp_path: Path) -> None:
+    job = trainforge.submit_job(str(FAULTS), hparams=faults("failure", message="rank 1 broke", only_host="algo-2"),
+                                instance={"type": "local", "count": 3})
+    status = job.wait(timeout=60, raise_on_failure=False)
+    assert status.phase is Phase.FAILED
+    assert status.failure_reason == "algo-2: rank 1 broke"
+    jobdir = LocalBackend("process").jobdir(job.name)
+    for host in ("algo-1", "algo-3"):  # ended by SIGTERM, not left sleeping their 60 s
+        assert "sleeping" in jobdir.log_file(1, host).read_text()
+    assert jobdir.read_trainer() is None
+    assert_no_model(job, tmp_path)
 
 
 def test_invalid_arguments_name_their_spec_path(home: Path) -> None:

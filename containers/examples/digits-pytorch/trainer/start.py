@@ -18,16 +18,27 @@ shape). One made differently, e.g. found in a checkpoint location shared with
 an earlier job that used another learning rate, is not resumed: it is set
 aside with a printed note and training starts from epoch 1. ``epochs`` may
 differ (resuming with more epochs trains on), and so may the test aids.
+
+Several hosts (WORLD_SIZE > 1, as trainforge sets for instance count > 1):
+PyTorch DDP over gloo with the torchrun variables (MASTER_ADDR, MASTER_PORT,
+WORLD_SIZE, NODE_RANK). Each rank trains on its own equal share of every
+epoch's shuffled order, DDP all-reduces the gradients, and after each epoch
+every rank prints ``ddp rank=R world=W epoch=E param_checksum=...`` (equal on
+all ranks when the gradients were all-reduced). Only rank 0 logs metrics and
+writes the model; every rank checkpoints (the same weights), so any host
+can resume.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from trainforge import runtime
@@ -91,6 +102,22 @@ def compatible_checkpoint(settings: dict[str, str], device: torch.device) -> dic
     return None
 
 
+def join_ranks() -> tuple[int, int]:
+    """(rank, world size); joins the process group when there are several hosts."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    rank = int(os.environ.get("NODE_RANK", os.environ.get("RANK", "0")))
+    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world)
+    print(f"ddp: rank {rank} of {world} joined (master {os.environ.get('MASTER_ADDR')}:"
+          f"{os.environ.get('MASTER_PORT')})", flush=True)
+    return rank, world
+
+
+def param_checksum(model: nn.Module) -> str:
+    return f"{sum(float(p.detach().double().sum()) for p in model.parameters()):.10f}"
+
+
 def train() -> None:
     env = runtime.current()
     hp = runtime.hyperparameters()
@@ -111,11 +138,14 @@ def train() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
 
+    rank, world = join_ranks()
     X_train, y_train = load_channel("train")
     X_val, y_val = load_channel("validation")
     X_train, y_train, X_val, y_val = (t.to(device) for t in (X_train, y_train, X_val, y_val))
     classes = int(max(y_train.max().item(), y_val.max().item())) + 1
-    model = build_model(X_train.shape[1], hidden, classes).to(device)
+    net = build_model(X_train.shape[1], hidden, classes).to(device)
+    # DDP broadcasts rank 0's weights at construction and all-reduces (averages) gradients in backward().
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.CrossEntropyLoss()
     print(f"training on {device}: {len(X_train)} train / {len(X_val)} validation samples, "
@@ -128,7 +158,7 @@ def train() -> None:
     start_epoch, metrics = 1, {}
     state = compatible_checkpoint(settings, device)
     if state is not None:
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, metrics = int(state["epoch"]) + 1, dict(state.get("metrics", {}))
         print(f"resumed from checkpoint epoch={state['epoch']}", flush=True)
@@ -141,6 +171,9 @@ def train() -> None:
                                f"attempt {env.attempt})")
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # same order on a resumed run
         order = torch.randperm(len(X_train), generator=generator).to(device)
+        if world > 1:  # equal shares, or a rank would wait in an all-reduce the others never join
+            share = len(order) // world
+            order = order[rank * share:(rank + 1) * share]
         total, seen = 0.0, 0
         for begin in range(0, len(order), batch_size):
             batch = order[begin:begin + batch_size]
@@ -151,12 +184,15 @@ def train() -> None:
             total += loss.item() * len(batch)
             seen += len(batch)
         train_loss = total / seen
-        val_acc, _ = evaluate(model, X_val, y_val)
+        val_acc, _ = evaluate(net, X_val, y_val)
         metrics = {"train:loss": train_loss, "validation:accuracy": val_acc}
         print(f"epoch={epoch} train_loss={train_loss:.4f} val_acc={val_acc:.4f}", flush=True)
-        runtime.log_metric("train:loss", train_loss, step=epoch)
-        runtime.log_metric("validation:accuracy", val_acc, step=epoch)
-        save_checkpoint(epoch, model, optimizer, metrics, settings)
+        if world > 1:
+            print(f"ddp rank={rank} world={world} epoch={epoch} param_checksum={param_checksum(net)}", flush=True)
+        if rank == 0:
+            runtime.log_metric("train:loss", train_loss, step=epoch)
+            runtime.log_metric("validation:accuracy", val_acc, step=epoch)
+        save_checkpoint(epoch, net, optimizer, metrics, settings)
         if sleep_per_epoch > 0:
             runtime.wait_for_stop(sleep_per_epoch)
         stop = runtime.stop_signal()
@@ -164,11 +200,13 @@ def train() -> None:
             raise runtime.Stopped(f"stopped by {stop.name} after epoch {epoch} of {epochs}; "
                           f"checkpoint saved, a restart resumes at epoch {epoch + 1}")
 
-    val_acc, predicted = evaluate(model, X_val, y_val)
-    if env.is_master:
+    val_acc, predicted = evaluate(net, X_val, y_val)
+    if world > 1:
+        dist.destroy_process_group()
+    if env.is_master and rank == 0:
         model_dir = runtime.model_dir()
         with runtime.atomic_write(model_dir / "model.pt") as f:
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f)
+            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, f)
         description = {
             "framework": f"pytorch {torch.__version__}",
             "architecture": {"type": "mlp", "inputs": int(X_train.shape[1]), "hidden_units": hidden,

@@ -16,6 +16,7 @@ from typing import NoReturn
 from ..._time import utc_now
 from ...artifacts import tenancy_issues
 from ...config import Settings, load_settings
+from ...contract import host_names
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricRecord
@@ -101,9 +102,15 @@ class LocalBackend:
             lookup(job.spec.instance.type)
         except KeyError as exc:
             issues.append(SpecIssue("spec.instance.type", str(exc.args[0])))
-        if job.spec.instance.count > 1:
+        count = job.spec.instance.count
+        if count > 1 and self.name != "process":
             issues.append(SpecIssue("spec.instance.count", f"the {self.name} backend runs one host, got "
-                                    f"{job.spec.instance.count} (multi-host jobs need the kubernetes backend)"))
+                                    f"{count} (multi-host jobs run on the process or kubernetes backend)"))
+        elif count > 1 and not issues and lookup(job.spec.instance.type).gpus > 0:
+            # N processes here would all be handed the same GPUs.
+            issues.append(SpecIssue("spec.instance.count", f"{count} hosts of GPU instance type "
+                                    f"{job.spec.instance.type!r}: multi-host jobs on the process backend run "
+                                    "on CPU instance types (local, cpu-small, cpu-large)"))
         issues.extend(tenancy_issues(job, self.default_output()))
         if issues:
             raise SpecError(issues)
@@ -272,7 +279,9 @@ class LocalBackend:
             store = open_store(str(artifacts.root))
             sweep = getattr(store, "sweep_partial", None)  # optional capability
             if sweep is not None:
-                logs = [artifacts.log("algo-1", n) for n in range(1, len(jobdir.log_files()) + 1)]
+                count = int(document["job"].get("spec", {}).get("instance", {}).get("count", 1))
+                hosts = host_names(jobdir.name, count)
+                logs = [artifacts.log(host, n) for host in hosts for n in range(1, len(jobdir.log_files(host)) + 1)]
                 sweep(artifacts.root, [artifacts.model, artifacts.output, artifacts.metrics, *logs])
         except (TrainforgeError, OSError, KeyError, ValueError):
             pass  # best effort: a reader must not fail on it

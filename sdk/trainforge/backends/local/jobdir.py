@@ -11,8 +11,10 @@ of status) and every reader (SDK, CLI, other processes).
         stop                exists once a stop was requested
         trainer.json        what runs for the current attempt (orphans.py), while it runs
         logs/attempt-N.log  trainer output per attempt (stdout and stderr)
+        logs/algo-K/attempt-N.log   the same for host K > 1 of a multi-host job
         metrics.jsonl       metric records scraped from the logs by regex
         run/                the contract root (/opt/ml) of the current attempt
+        run-algo-K/         the contract root of host K > 1 of a multi-host job
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ...contract import Layout
 from ...errors import BackendError, JobExists, SpecError
 from ...spec import TrainingJob, TrainingJobStatus, parse_job
 
+FIRST_HOST = "algo-1"
 RESERVE_BYTES = 256 * 1024  # a few status.json writes, on a disk that filled up meanwhile
 FULL_DISK_BYTES = 1024 * 1024  # below this much free space a reader calls the disk full
 
@@ -80,11 +83,23 @@ class JobDir:
     @property
     def scratch_dir(self) -> Path: return self.path / "tmp"
 
-    def log_file(self, attempt: int) -> Path:
-        return self.logs_dir / f"attempt-{attempt}.log"
+    # The first host keeps the single-host paths, so every reader of a job
+    # (logs, metrics, the model) reads algo-1's, the host that ships the model.
+    def host_run_dir(self, host: str = FIRST_HOST) -> Path:
+        return self.run_dir if host == FIRST_HOST else self.path / f"run-{host}"
 
-    def log_files(self) -> list[Path]:
-        files = self.logs_dir.glob("attempt-*.log") if self.logs_dir.is_dir() else []
+    def host_layout(self, host: str = FIRST_HOST) -> Layout:
+        return Layout(str(self.host_run_dir(host)))
+
+    def host_logs_dir(self, host: str = FIRST_HOST) -> Path:
+        return self.logs_dir if host == FIRST_HOST else self.logs_dir / host
+
+    def log_file(self, attempt: int, host: str = FIRST_HOST) -> Path:
+        return self.host_logs_dir(host) / f"attempt-{attempt}.log"
+
+    def log_files(self, host: str = FIRST_HOST) -> list[Path]:
+        folder = self.host_logs_dir(host)
+        files = folder.glob("attempt-*.log") if folder.is_dir() else []
         return sorted(files, key=lambda p: int(p.stem.split("-")[1]))
 
     def create(self, job: TrainingJob, settings: dict[str, Any]) -> None:

@@ -35,6 +35,9 @@ def container_record(container_id: str, name: str, docker_host: str) -> dict[str
 
 def end_orphan(record: dict[str, Any]) -> str | None:
     """End what ``record`` names if it still runs; what was ended, or None."""
+    if record.get("kind") == "group":  # a multi-host attempt: one record per host
+        ended = [what for member in record.get("members", []) if (what := end_orphan(member))]
+        return "; ".join(ended) or None
     if record.get("kind") == "process":
         pgid = int(record["pgid"])
         if record.get("start") is None or process_start_ticks(pgid) != record["start"]:

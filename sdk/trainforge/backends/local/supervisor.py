@@ -6,6 +6,13 @@ job's status. Lifecycle per attempt: stage in -> restore checkpoints -> run the
 trainer (logs to a file, metric regexes applied, checkpoints synced, deadline
 and stop requests enforced with SIGTERM then a grace period) -> judge -> retry
 or stage out. A partial model is never uploaded.
+
+A multi-host job (instance count N > 1, process backend) runs N trainers,
+algo-1..algo-N, each with its own contract root and log, the torchrun
+variables pointing at 127.0.0.1 and a port free for this attempt; they are
+one attempt (hostgroup.py): when one fails the others are ended. algo-1 is
+rank 0: its metrics are the job's, its checkpoints are synced and its model
+ships.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from ...storage import open_store
 from ...storage.progress import CancellableProgress
 from ...uris import redact_userinfo
 from .jobdir import JobDir
+from .hostgroup import HostGroup, free_port
 from .launchers import Launched, Launcher, make_launcher
 from .lifecycle import AttemptEnd, judge
 from .records import job_metric_records
@@ -66,7 +74,8 @@ class Supervisor:
         self.status = jobdir.read_status()
         self.terminate_requested = threading.Event()
         self.training_seconds = 0.0
-        self.last_output: str | None = None  # of the current attempt
+        self.hosts = host_names(self.job.name, self.job.spec.instance.count)
+        self.last_output: dict[str, str] = {}  # host -> its last output line, this attempt
         self.output_error: str | None = None  # set by the log pump when it cannot record
         self.output_failed = threading.Event()
 
@@ -98,10 +107,14 @@ class Supervisor:
         self.jobdir.write_status(status)
 
     # -- one attempt ------------------------------------------------------------
-    def prepare(self, attempt: int) -> HostInfo:
-        hosts = host_names(self.job.name, self.job.spec.instance.count)
-        host = HostInfo(hosts[0], hosts)
-        layout = self.jobdir.layout
+    def prepare(self, attempt: int) -> None:
+        if attempt == 1:
+            self.set_phase(Phase.STAGING, "downloading input channels")
+        for name in self.hosts:
+            self.prepare_host(attempt, HostInfo(name, self.hosts))
+
+    def prepare_host(self, attempt: int, host: HostInfo) -> None:
+        layout = self.jobdir.host_layout(host.current_host)
         # The run folder was the last attempt's trainer's: nothing below touches
         # it through a link (see trainforge.untrusted).
         write_config_files(self.job, layout, host)
@@ -111,43 +124,63 @@ class Supervisor:
             for folder in (layout.model_dir, layout.output_data_dir):
                 untrusted.reset_dir(layout.root, os.path.relpath(folder, layout.root))
         if attempt == 1:
-            self.set_phase(Phase.STAGING, "downloading input channels")
             try:  # a stop cancels the download midway (checked per chunk and file)
                 stage_in(self.job, layout, host, in_place=self.channel_mounts,
                          progress=CancellableProgress(self.stop_wanted, STOPPED_IN_STAGE_IN))
             except TransferCancelled:
                 untrusted.remove(layout.root, os.path.relpath(layout.data_dir, layout.root))  # what arrived is no use
                 raise
+        # Every host resumes from the same (rank 0's) checkpoints.
         restored = restore_checkpoints(self.job, layout)
         if restored:
-            say(f"restored {restored} checkpoint files")
-        return host
+            say(f"restored {restored} checkpoint files" + (f" for {host.current_host}" if len(self.hosts) > 1 else ""))
 
-    def run_attempt(self, attempt: int, host: HostInfo, deadline: float) -> AttemptEnd:
+    def host_env(self, attempt: int, host: HostInfo, master_port: int) -> dict[str, str]:
         instance = lookup(self.job.spec.instance.type)
-        container_layout = self.launcher.layout(self.jobdir.run_dir)
+        container_layout = self.launcher.layout(self.jobdir.host_run_dir(host.current_host))
         env = contract_env(
             job_name=self.job.name, layout=container_layout, hyperparameters=self.job.spec.hyperparameters,
             inputs=self.job.spec.inputs, host=host, instance=instance,
             num_cpus=os.cpu_count() if self.launcher.kind == "process" else None,
-            attempt=attempt, extra=dict(self.job.spec.env),
+            master_port=master_port, attempt=attempt,
         )
+        if len(host.hosts) > 1:
+            env["MASTER_ADDR"] = "127.0.0.1"  # every host is a process on this machine
+        env.update(self.job.spec.env)
+        return env
+
+    def launch_hosts(self, attempt: int) -> HostGroup:
+        instance = lookup(self.job.spec.instance.type)
+        port = free_port() if len(self.hosts) > 1 else 29500
+        group = HostGroup([], self.job.spec.stopping.grace_period_seconds)
+        try:
+            for name in self.hosts:
+                env = self.host_env(attempt, HostInfo(name, self.hosts), port)
+                group.members.append(self.launcher.launch(self.job.spec.image, self.jobdir.host_run_dir(name), env,
+                                                          instance.gpus, channels=self.channel_mounts))
+        except BaseException:
+            group.kill()  # the hosts already started must not wait for a peer that never comes
+            raise
+        return group
+
+    def run_attempt(self, attempt: int, deadline: float) -> AttemptEnd:
         self.set_phase(Phase.TRAINING, f"attempt {attempt} of {self.job.spec.retry.max_attempts}")
         self.status.attempts = attempt
         self.jobdir.write_status(self.status)
         started = time.monotonic()
-        self.last_output = None
+        self.last_output = {}
         self.output_error = None
         self.output_failed.clear()
-        launched = self.launcher.launch(self.job.spec.image, self.jobdir.run_dir, env, instance.gpus,
-                                        channels=self.channel_mounts)
+        launched = self.launch_hosts(attempt)
         try:
             self.jobdir.record_trainer(launched.record())  # if this process dies, a reader ends it
         except OSError:  # a full disk: an unrecorded trainer could outlive us unseen
             launched.kill()
             raise
-        pump = threading.Thread(target=self.pump_logs, args=(launched, attempt), daemon=True)
-        pump.start()
+        pumps = [threading.Thread(target=self.pump_logs, args=(member, attempt, name), daemon=True)
+                 for name, member in zip(self.hosts, launched.members, strict=True)]
+        for pump in pumps:
+            pump.start()
         stopped = timed_out = output_failed = False
         next_sync = time.monotonic() + CHECKPOINT_SYNC_SECONDS
         while launched.poll() is None:
@@ -167,18 +200,30 @@ class Supervisor:
                 next_sync = time.monotonic() + CHECKPOINT_SYNC_SECONDS
             time.sleep(POLL_SECONDS)
         code = launched.wait()
-        pump.join(timeout=10)
+        for pump in pumps:
+            pump.join(timeout=10)
         launched.cleanup()
         self.jobdir.clear_trainer()
         self.training_seconds += time.monotonic() - started
-        failure = None
-        raw = untrusted.read_file(self.jobdir.layout.root, FAILURE_FILE, limit=4 * FAILURE_REASON_LIMIT)
-        if raw is not None:
-            failure = read_failure_reason(raw.decode("utf-8", errors="replace"))
+        # The host that failed first is the cause; its peers were ended for it.
+        culprit = self.hosts[launched.failed_rank or 0]
+        failure = self.failure_text(culprit)
+        if failure is None and code not in (0, None):
+            failure = next(filter(None, (self.failure_text(name) for name in self.hosts)), None)
+        last = self.last_output.get(culprit)
+        if failure and len(self.hosts) > 1:
+            failure = f"{culprit}: {failure}"
+        elif last and len(self.hosts) > 1:
+            last = f"{culprit}: {last}"
         return AttemptEnd(exit_code=code, stopped=stopped, timed_out=timed_out, failure_text=failure,
-                          last_output=self.last_output, output_error=self.output_error)
+                          last_output=last, output_error=self.output_error)
 
-    def end_trainer(self, launched: Launched) -> None:
+    def failure_text(self, host: str) -> str | None:
+        root = str(self.jobdir.host_run_dir(host))
+        raw = untrusted.read_file(root, FAILURE_FILE, limit=4 * FAILURE_REASON_LIMIT)
+        return read_failure_reason(raw.decode("utf-8", errors="replace")) if raw is not None else None
+
+    def end_trainer(self, launched: Launched | HostGroup) -> None:
         """SIGTERM, the grace period for a last checkpoint, then SIGKILL."""
         launched.terminate()
         grace = self.job.spec.stopping.grace_period_seconds
@@ -187,23 +232,26 @@ class Supervisor:
         except Exception:
             launched.kill()
 
-    def pump_logs(self, launched: Launched, attempt: int) -> None:
+    def pump_logs(self, launched: Launched, attempt: int, host: str = "algo-1") -> None:
         """Trainer output into the attempt's log and metric records, until the
         output closes. If they cannot be written (a full disk), say so to the
         poll loop, which ends the trainer, and go on draining the pipe: a
-        trainer blocked on a full pipe could neither train nor take SIGTERM."""
-        parser = MetricParser(self.job.spec.metrics)
-        log_path, metrics_path = self.jobdir.log_file(attempt), self.jobdir.metrics_file
+        trainer blocked on a full pipe could neither train nor take SIGTERM.
+        Only the first host's lines feed the metric regexes (the job's series)."""
+        parser = MetricParser(self.job.spec.metrics) if host == self.hosts[0] else None
+        log_path, metrics_path = self.jobdir.log_file(attempt, host), self.jobdir.metrics_file
         files: list[Any] = []
         log: Any = None
         metrics: Any = None
         where = log_path
         try:
+            log_path.parent.mkdir(exist_ok=True)
             log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed below)
             files.append(log)
             where = metrics_path
-            metrics = open(metrics_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-            files.append(metrics)
+            if parser is not None:
+                metrics = open(metrics_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                files.append(metrics)
         except OSError as exc:
             self.record_output_error(where, exc)
         for line in launched.lines():
@@ -213,9 +261,9 @@ class Supervisor:
                 where = log_path
                 log.write(line + "\n")
                 if line.strip():
-                    self.last_output = line.strip()
+                    self.last_output[host] = line.strip()
                 where = metrics_path
-                for record in parser.feed(line, time.time()):
+                for record in parser.feed(line, time.time()) if parser is not None else ():
                     metrics.write(record.to_json() + "\n")
             except Exception as exc:  # the pump must never die with the pipe full
                 self.record_output_error(where, exc)
@@ -266,13 +314,13 @@ class Supervisor:
                 if self.stopped_before_start():
                     return
                 try:
-                    host = self.prepare(attempt)
+                    self.prepare(attempt)
                 except TransferCancelled:
                     self.set_phase(Phase.STOPPED, STOPPED_IN_STAGE_IN, "stopped on request")
                     return
                 if self.stopped_before_start():  # a stop during a long download
                     return
-                end = self.run_attempt(attempt, host, deadline)
+                end = self.run_attempt(attempt, deadline)
                 self.try_sync_checkpoints()
                 verdict = judge(end, attempt, spec.retry.max_attempts, spec.stopping.max_runtime_seconds)
                 if verdict.phase is not None:
@@ -309,8 +357,9 @@ class Supervisor:
         store = open_store(self.artifacts.metrics)
         store.write_bytes(self.artifacts.metrics, "".join(r.to_json() + "\n" for r in records).encode())
         artifacts.metrics = self.artifacts.metrics
-        for attempt, log in enumerate(self.jobdir.log_files(), start=1):
-            store.upload_file(str(log), self.artifacts.log("algo-1", attempt))
+        for host in self.hosts:
+            for attempt, log in enumerate(self.jobdir.log_files(host), start=1):
+                store.upload_file(str(log), self.artifacts.log(host, attempt))
         artifacts.logs = self.artifacts.logs
         if self.job.spec.checkpoints:
             artifacts.checkpoints = self.job.spec.checkpoints.uri

@@ -15,6 +15,9 @@ tests. What it does is chosen by the hyperparameter ``action``:
               and "after the long line", sleep ``seconds`` (default 0), exit 0
     bigmodel  write ``mib`` MiB (default 200) of incompressible bytes as the
               model, print "model written", exit 0
+
+``only_host`` (e.g. algo-2): only that host of a multi-host job does
+``action``; the others ``sleep``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import time
 def main() -> int:
     hp = json.loads(os.environ.get("SM_HPS", "{}"))
     action = hp.get("action", "ok")
+    if hp.get("only_host") not in (None, os.environ.get("SM_CURRENT_HOST")):
+        action = "sleep"
     print(f"faults trainer: action={action} attempt={os.environ.get('TRAINFORGE_ATTEMPT')}", flush=True)
     if action == "partial" and os.environ.get("TRAINFORGE_ATTEMPT") == "1":
         for folder, name in ((os.environ["SM_MODEL_DIR"], "partial.txt"),
