@@ -291,3 +291,11 @@ def docker_client(container_engine: PodmanEngine) -> Iterator[Any]:
     client = container_engine.docker_client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh TRAINFORGE_HOME; no local job or tuning job outlives the test."""
+    from tests.integration.local_jobs import fresh_home
+
+    yield from fresh_home(tmp_path, monkeypatch)

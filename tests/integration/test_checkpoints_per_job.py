@@ -11,7 +11,6 @@ others. Real PyTorch on the CPU, the process backend, a fresh TRAINFORGE_HOME.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,10 @@ from trainforge.examples import write_digits_dataset
 from trainforge.scaffold import init
 from trainforge.storage import open_store
 
-from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "containers" / "examples" / "digits-pytorch"
 JOB_TIMEOUT = "300"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    stop_leftovers()
 
 
 def digits_spec(home: Path, tmp_path: Path, **changes: Any) -> Path:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from trainforge.spec import Phase
 from trainforge.storage import open_store
 
 from tests.infra.waiting import wait_until
-from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "containers" / "examples" / "digits-pytorch"
@@ -51,17 +49,6 @@ JOB_TIMEOUT = 180  # seconds a digits job may take on a busy 2-core machine
 @pytest.fixture(scope="module")
 def digits_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {channel: str(path) for channel, path in write_digits_dataset(tmp_path_factory.mktemp("digits")).items()}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh TRAINFORGE_HOME; no job outlives the test."""
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    stop_leftovers()
 
 
 def stored_files(home: Path, bucket: str) -> list[str]:

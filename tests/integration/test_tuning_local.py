@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import trainforge
-from trainforge.backends.local.tuning import LocalTuning
 from trainforge.cli import main
 from trainforge.examples import write_digits_dataset
 from trainforge.spec import Phase
 from trainforge.tuning_client import TuningJobHandle
 
 from tests.infra.waiting import wait_until
-from tests.integration.local_jobs import stop_leftovers
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +30,6 @@ TIMEOUT = 420  # a whole small tuning job on a busy 2-core machine
 @pytest.fixture(scope="module")
 def digits_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {channel: str(path) for channel, path in write_digits_dataset(tmp_path_factory.mktemp("digits")).items()}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    backend = LocalTuning("process")
-    for tuning in backend.list():
-        if tuning.status and tuning.status.end_time is None:
-            backend.stop(tuning.name)
-    stop_leftovers()
 
 
 def trial_phases(handle: TuningJobHandle) -> dict[int, str]:

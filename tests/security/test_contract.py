@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from trainforge.uris import parse_uri, redact_userinfo
 
 from tests.controller.conftest import trainforge_crd  # noqa: F401 - fixtures of the controller tests
 from tests.controller.test_reconcile import harness  # noqa: F401
-from tests.integration.local_jobs import stop_leftovers
 
 SECRET = "hunter2-do-not-print"
 
@@ -100,16 +98,6 @@ def test_every_variable_the_contract_sets_is_reserved() -> None:
 
 
 # --- the process trainer's environment ---------------------------------------------
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    stop_leftovers()
-
 
 def env_printing_trainer(folder: Path) -> Path:
     (folder / "trainer").mkdir(parents=True)

@@ -22,22 +22,11 @@ from trainforge.backends.local.backend import LocalBackend
 from trainforge.cli import main
 from trainforge.errors import InvalidJobName, JobExists, SpecError
 
-from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 FAULTS = REPO / "tests" / "trainers" / "faults"
 FIRST_LINE = REPO / "bench" / "trainers" / "first-line"
 ESCAPES = "\x1b[2J\x1b]0;owned\x07\r\x08\u202e"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    stop_leftovers()
 
 
 @pytest.fixture

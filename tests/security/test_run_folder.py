@@ -34,7 +34,6 @@ from trainforge.staging import ArtifactURIs, restore_checkpoints, stage_out_mode
 from trainforge.storage import open_store
 
 from tests.integration.conftest import build_image, trainforge_base_image  # noqa: F401 (a fixture)
-from tests.integration.local_jobs import stop_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = REPO / "tests" / "trainers" / "hostile"
@@ -166,16 +165,6 @@ class Runner:
 
     def run_dir(self, job: trainforge.Job) -> Path:
         return load_settings().jobs_root / job.name / "run"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for variable in ("TRAINFORGE_BACKEND", "TRAINFORGE_CONFIG", "TRAINFORGE_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "home"
-    monkeypatch.setenv("TRAINFORGE_HOME", str(folder))
-    yield folder
-    stop_leftovers()
 
 
 @pytest.fixture(scope="session")
