@@ -71,6 +71,15 @@ def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
     return b"trainforge.backends.local.supervisor" in argv and os.fsencode(str(jobdir.path)) in argv
 
 
+def terminate_supervisor(pid: int | None) -> None:
+    """SIGTERM to a live supervisor: it stops what it runs the orderly way."""
+    if _alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass
+
+
 class LocalBackend:
     def __init__(self, kind: str = "process", settings: Settings | None = None, **options: str):
         self.name = kind
@@ -334,12 +343,7 @@ class LocalBackend:
         if self.get(name).status.phase.finished:  # type: ignore[union-attr]
             return
         jobdir.request_stop()
-        pid = jobdir.supervisor_pid()
-        if _alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
-            except ProcessLookupError:
-                pass
+        terminate_supervisor(jobdir.supervisor_pid())
 
     def delete(self, name: str) -> None:
         import shutil

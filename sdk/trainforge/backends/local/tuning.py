@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ...spec import TrainingJob
 from ...spec.tuning import TuningJob, TuningJobStatus
 from ...tuning.records import TrialRecord
 from ...tuning.trials import trial_job, trial_number, trial_record
-from .backend import LocalBackend, _alive
+from .backend import LocalBackend, _alive, terminate_supervisor
 from .jobdir import write_atomically
 
 
@@ -178,12 +177,7 @@ class LocalTuning:
         if self.get(name).status.end_time is not None:  # type: ignore[union-attr]
             return
         write_atomically(tdir.stop_file, utc_now())
-        pid = tdir.supervisor_pid()
-        if _alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
-            except ProcessLookupError:
-                pass
+        terminate_supervisor(tdir.supervisor_pid())
 
     def resume(self, name: str) -> None:
         """Start a new supervisor for a tuning job whose supervisor died: it
