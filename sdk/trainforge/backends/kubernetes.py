@@ -26,6 +26,17 @@ from ..names import ATTEMPT_LABEL, GROUP, JOB_NAME_LABEL, STOP_ANNOTATION, VERSI
 from ..names import TRAINING_PLURAL as PLURAL
 
 
+def api_error(exc: Any, noun: str, where: str, doing: str) -> TrainforgeError:
+    """An ApiException about ``noun`` ``where`` (namespace/name) as the package's error."""
+    if exc.status == 404:
+        return JobNotFound(f"{noun} {where} not found")
+    if exc.status == 422:
+        return SpecError([SpecIssue("spec", _api_message(exc))], source=where)
+    if exc.status == 409:
+        return JobExists(f"{noun} {where} already exists")
+    return BackendError(f"{doing} {where}: {exc.status} {exc.reason}: {_api_message(exc)}")
+
+
 class KubernetesBackend:
     name = "kubernetes"
 
@@ -67,14 +78,7 @@ class KubernetesBackend:
 
     # -- errors at the boundary ----------------------------------------------
     def _error(self, exc: Any, name: str, doing: str) -> TrainforgeError:
-        where = f"{self.namespace}/{name}"
-        if exc.status == 404:
-            return JobNotFound(f"training job {where} not found")
-        if exc.status == 422:
-            return SpecError([SpecIssue("spec", _api_message(exc))], source=where)
-        if exc.status == 409:
-            return JobExists(f"training job {where} already exists")
-        return BackendError(f"{doing} {where}: {exc.status} {exc.reason}: {_api_message(exc)}")
+        return api_error(exc, "training job", f"{self.namespace}/{name}", doing)
 
     # -- the protocol ----------------------------------------------------------
     def validate(self, job: TrainingJob) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..artifacts import tenancy_issues
 from ..config import Settings
-from ..errors import BackendError, JobExists, JobNotFound, SpecError, SpecIssue, TrainforgeError
+from ..errors import BackendError, SpecError, TrainforgeError
 from ..names import (
     EARLY_STOP_ANNOTATION, GROUP, STOP_ANNOTATION, STOP_REASON_ANNOTATION, TRAINING_PLURAL, TUNING_JOB_LABEL,
     TUNING_PLURAL, VERSION,
@@ -20,7 +20,7 @@ from ..spec import TrainingJob, check_job_name
 from ..spec.tuning import TuningJob
 from ..tuning.records import TrialRecord
 from ..tuning.trials import trial_job, trial_number, trial_record
-from .kubernetes import KubernetesBackend, _api_message, _from_wire
+from .kubernetes import KubernetesBackend, _from_wire, api_error
 
 
 class KubernetesTuning:
@@ -35,14 +35,7 @@ class KubernetesTuning:
         return self.jobs.namespace
 
     def _error(self, exc: Any, name: str, doing: str) -> TrainforgeError:
-        where = f"{self.namespace}/{name}"
-        if exc.status == 404:
-            return JobNotFound(f"tuning job {where} not found")
-        if exc.status == 422:
-            return SpecError([SpecIssue("spec", _api_message(exc))], source=where)
-        if exc.status == 409:
-            return JobExists(f"tuning job {where} already exists")
-        return BackendError(f"{doing} tuning job {where}: {exc.status} {exc.reason}: {_api_message(exc)}")
+        return api_error(exc, "tuning job", f"{self.namespace}/{name}", f"{doing} tuning job")
 
     def submit(self, tuning: TuningJob) -> None:
         """The template checked as trial 0 would run here (tenancy), then the
