@@ -38,4 +38,4 @@ bench: $(PY)
 	$(PY) bench/container_start.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info trainforge-quickstart.png
+	rm -rf $(VENV) build *.egg-info trainforge-quickstart.png trainforge-tuning.png
