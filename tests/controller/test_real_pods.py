@@ -221,27 +221,35 @@ def test_stop_sends_sigterm_and_the_final_checkpoint_is_uploaded(real: Harness, 
              checkpoints={"uri": h.bucket.uri("ckpt/stopped/")})
     backend = KubernetesBackend(h.store_settings, namespace=h.ns, kubeconfig=str(h.kube.kubeconfig),
                                 output=h.bucket.uri("jobs/"))
-    wait_until(lambda: any(line.startswith("epoch=1 ") for line in backend.logs("stopped")),
-               timeout=240, what="epoch 1")
-    backend.stop("stopped")
-    status = h.wait_phase("stopped", "Stopped", timeout=240)["status"]
-    # Stopped is reported once the Job is suspended; the pod may still be uploading.
-    # Its log is read while it lives (a pod deleted by the suspension is not archived).
     seen: list[str] = []
 
+    def trained_an_epoch() -> bool:
+        seen[:] = list(backend.logs("stopped"))
+        return any(line.startswith("epoch=1 ") for line in seen)
+
+    wait_until(trained_an_epoch, timeout=240, what="epoch 1")
+    backend.stop("stopped")
+
+    # The pod's log is read while it lives, from the stop on: the trainer ends within a
+    # second or two of SIGTERM and the suspended Job's pod goes with it (a pod deleted by
+    # the suspension is not archived), so waiting for Stopped first could miss it.
     def pod_gone() -> bool:
         pods = h.pods("stopped-a1")
         if pods:
             try:
-                seen[:] = h.core.read_namespaced_pod_log(pods[0].metadata.name, h.ns,
-                                                         container="trainer").splitlines() or seen
+                text = h.core.read_namespaced_pod_log(pods[0].metadata.name, h.ns, container="trainer")
             except client.ApiException:
-                pass
+                return False
+            # Kept, not replaced: a read can meet a later container of the pod (or none).
+            seen.extend(line for line in text.splitlines() if line not in seen)
         return not pods
 
-    wait_until(pod_gone, timeout=120, what="the stopped pod to end")
+    wait_until(pod_gone, timeout=120, interval=0.1, what="the stopped pod to end")
+    status = h.wait_phase("stopped", "Stopped", timeout=240)["status"]
     lines = seen
-    last = max(int(line.split()[0].split("=")[1]) for line in lines if line.startswith("epoch="))
+    epochs = [int(line.split()[0].split("=")[1]) for line in lines if line.startswith("epoch=")]
+    assert epochs, lines[-20:]
+    last = max(epochs)
     assert last < 50 and any(line.startswith("stopped by SIGTERM") or "SIGTERM" in line for line in lines)
     keys = [o["Key"] for o in h.bucket.s3_client().list_objects_v2(
         Bucket=h.bucket.name, Prefix="ckpt/stopped/").get("Contents", [])]
