@@ -30,8 +30,15 @@ def median_rule(trials: Sequence[TrialRecord], objective: Objective,
     (SageMaker's rule); only once ``min_trials`` others reached that step."""
     stops: list[tuple[int, str]] = []
     for trial in trials:
-        step = trial.last_step
-        if trial.state != TrialState.RUNNING or step is None or step < rule.min_steps:
+        if trial.state != TrialState.RUNNING or trial.last_step is None:
+            continue
+        # Judged at the latest step that min_trials others have reached too: parallel
+        # trials run in near lockstep, and one a step ahead must not escape the rule.
+        reached = sorted(((o.last_step or 0) for o in trials if o.number != trial.number), reverse=True)
+        if len(reached) < rule.min_trials:
+            continue
+        step = min(trial.last_step, reached[rule.min_trials - 1])
+        if step < rule.min_steps:
             continue
         others = [avg for other in trials if other.number != trial.number and (other.last_step or 0) >= step
                   for avg in [_running_average(other, step)] if avg is not None]
