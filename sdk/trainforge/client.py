@@ -86,7 +86,9 @@ class Job:
             raise JobFailed(self.name, status.phase.value,
                             "no model artifact: the job has not completed" if not status.phase.finished
                             else status.failure_reason or "the job produced no model")
-        return download_model(uri, path)
+        # The backend's settings: a Job of a backend built with its own store
+        # endpoint must not fall back to the user's default store.
+        return download_model(uri, path, getattr(self.backend, "settings", None))
 
 
 def _resolve_backend(backend: str | Backend | None) -> Backend:

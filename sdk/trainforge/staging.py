@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import untrusted
 from .archives import extract_tar
@@ -29,6 +30,9 @@ from .spec import InputMode, TrainingJob
 from .spec.models import Distribution
 from .storage import NullProgress, TransferProgress, open_store
 from .uris import parse_uri
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 def _rel(layout: Layout, path: str) -> str:
@@ -193,13 +197,14 @@ def stage_out_model(layout: Layout, artifacts: ArtifactURIs, progress: TransferP
     return artifacts.model, artifacts.output if has_output else None
 
 
-def download_model(model_uri: str, target: str | os.PathLike[str]) -> Path:
+def download_model(model_uri: str, target: str | os.PathLike[str], settings: Settings | None = None) -> Path:
     """Fetch model.tar.gz and unpack it into ``target`` as untrusted input
-    (``trainforge.archives``: nothing lands outside ``target``)."""
+    (``trainforge.archives``: nothing lands outside ``target``); ``settings`` are
+    the backend's (its store endpoint and credentials), else the user's."""
     target = Path(target)
     with tempfile.TemporaryDirectory(prefix="trainforge-model-") as tmp:
         archive = Path(tmp) / "model.tar.gz"
-        open_store(model_uri).download_file(model_uri, str(archive))
+        open_store(model_uri, settings).download_file(model_uri, str(archive))
         extract_tar(archive, target, source=model_uri)
     return target
 

@@ -70,7 +70,8 @@ def assert_no_model(job: trainforge.Job) -> None:
 # --- MinIO ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_digits_with_data_checkpoints_and_model_on_minio(bucket: Any, tmp_path: Path) -> None:
+def test_digits_with_data_checkpoints_and_model_on_minio(bucket: Any, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     local = write_digits_dataset(tmp_path / "digits")
     for channel, folder in local.items():
         open_store(bucket.uri()).upload_dir(str(folder), bucket.uri(f"datasets/digits/{channel}/"))
@@ -93,6 +94,11 @@ def test_digits_with_data_checkpoints_and_model_on_minio(bucket: Any, tmp_path: 
     assert keys(bucket, "checkpoints/") == ["checkpoints/digits/epoch-0001.pt", "checkpoints/digits/epoch-0002.pt"]
     assert status.artifacts.checkpoints == bucket.uri("checkpoints/digits/")
 
+    # The handle downloads through its backend's store settings, not whatever the
+    # environment says now (here: an endpoint that refuses connections).
+    monkeypatch.setenv("TRAINFORGE_S3_ENDPOINT_URL", REFUSED)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", REFUSED)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", REFUSED)
     model = job.download_model(tmp_path / "model")
     assert json.loads((model / "model.json").read_text())["epochs"] == 2
     # nothing of the job's own went to the embedded store
