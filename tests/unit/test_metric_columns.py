@@ -91,7 +91,7 @@ def test_uncommitted_bytes_and_a_broken_state_are_repaired(jobdir: JobDir) -> No
     logged.write_text("".join(_line("acc", i / 10, i, i) for i in range(1, 4)))
     _same_series(jobdir)
     folder = jobdir.path / metric_columns.FOLDER
-    column = next(folder.glob("logged-*.f64"))
+    column = next(folder.glob("logged-*.value.f64"))
     with column.open("ab") as f:
         f.write(b"\xff" * 20)  # a writer killed after appending, before committing
     with logged.open("a") as f:

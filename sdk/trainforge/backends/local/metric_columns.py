@@ -4,7 +4,9 @@ million points reads arrays instead of parsing a million JSON lines.
     <jobdir>/metric-columns/
         lock              flock: one reader-writer at a time (the supervisor, dashboards)
         state.json        per source file: its identity, bytes consumed, metric names, rows per name
-        <source>-<k>.f64  rows of the source's k-th metric: float64 step (NaN: none), value, time
+        <source>-<g>-<k>.<column>.f64   the source's k-th metric, one float64 file per
+                          column: step (NaN: none), value, time (contiguous: a
+                          slice-wise min/max over a million values takes ms)
 
 The sources are the job's two JSON-lines files (records.py): ``scraped``, what
 the supervisor's regexes found in the logs, and ``logged``, the trainer's own
@@ -54,7 +56,8 @@ MAX_NAMES = 256             # metrics per source; records of further names are d
 MAX_NAME_CHARS = 1024
 CHUNK = 8 << 20             # bytes parsed at a time
 SIGNATURE = 64              # bytes before the consumed offset compared to tell an append from a rewrite
-ROW = 3                     # step, value, time
+COLUMNS = ("step", "value", "time")
+ROW = len(COLUMNS)
 NOSTEP = math.nan
 
 
@@ -139,8 +142,8 @@ def merge(scraped: dict[str, MetricColumns], logged: dict[str, MetricColumns]) -
 
 # -- files --------------------------------------------------------------------------
 
-def _file(folder: str, source: str, state: SourceState, k: int) -> str:
-    return os.path.join(folder, f"{source}-{state.generation}-{k}.f64")
+def _file(folder: str, source: str, state: SourceState, k: int, column: str) -> str:
+    return os.path.join(folder, f"{source}-{state.generation}-{k}.{column}.f64")
 
 
 def _open(path: str, flags: int) -> int:
@@ -165,27 +168,35 @@ def _signature(handle: BinaryIO, offset: int) -> str:
 
 def _drop_files(folder: str, source: str, state: SourceState) -> None:
     for k in range(len(state.names)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_file(folder, source, state, k))
+        for column in COLUMNS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_file(folder, source, state, k, column))
 
 
 def _append(folder: str, source: str, state: SourceState, fresh: dict[int, array]) -> None:
     for k, values in fresh.items():
         committed = state.rows[k] if k < len(state.rows) else 0
-        fd = _open(_file(folder, source, state, k), os.O_WRONLY | os.O_CREAT)
-        try:
-            if os.fstat(fd).st_size != committed * ROW * 8:
-                os.ftruncate(fd, committed * ROW * 8)  # only bytes no state.json ever committed
-            os.lseek(fd, 0, os.SEEK_END)
-            view = memoryview(values).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        rows = np.frombuffer(values, dtype=np.float64).reshape(-1, ROW)
+        for c, column in enumerate(COLUMNS):
+            _write_at(_file(folder, source, state, k, column), committed * 8, rows[:, c])
     while len(state.rows) < len(state.names):
         state.rows.append(0)
     for k, values in fresh.items():
         state.rows[k] += len(values) // ROW
+
+
+def _write_at(path: str, offset: int, data: np.ndarray) -> None:
+    """``data`` at ``offset`` of ``path``: bytes past it (never committed) are cut first."""
+    fd = _open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        if os.fstat(fd).st_size != offset:
+            os.ftruncate(fd, offset)  # only bytes no state.json ever committed
+        os.lseek(fd, offset, os.SEEK_SET)
+        view = memoryview(np.ascontiguousarray(data)).cast("B")
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _compact(folder: str, source: str, state: SourceState) -> None:
@@ -195,24 +206,24 @@ def _compact(folder: str, source: str, state: SourceState) -> None:
     state.generation += 1
     for k, count in enumerate(old.rows):
         keep = count - count // 4
-        data = _read(folder, source, old, k)[count - keep:]
-        fd = _open(_file(folder, source, state, k), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(fd, np.ascontiguousarray(data).tobytes())
-        finally:
-            os.close(fd)
+        for column, data in zip(COLUMNS, _read(folder, source, old, k), strict=True):
+            _write_at(_file(folder, source, state, k, column), 0, data[count - keep:])
         state.dropped += count - keep
         state.rows[k] = keep
     _drop_files(folder, source, old)
 
 
-def _read(folder: str, source: str, state: SourceState, k: int) -> np.ndarray:
+def _read(folder: str, source: str, state: SourceState, k: int) -> list[np.ndarray]:
+    """The committed rows of metric ``k``, a read-only map per column."""
     count = state.rows[k]
     if count == 0:
-        return np.empty((0, ROW))
-    fd = _open(_file(folder, source, state, k), os.O_RDONLY)
-    with open(fd, "rb") as handle:
-        return np.memmap(handle, dtype=np.float64, mode="r", shape=(count, ROW))
+        return [np.empty(0) for _ in COLUMNS]
+    out = []
+    for column in COLUMNS:
+        fd = _open(_file(folder, source, state, k, column), os.O_RDONLY)
+        with open(fd, "rb") as handle:
+            out.append(np.memmap(handle, dtype=np.float64, mode="r", shape=(count,)))
+    return out
 
 
 def _consume(handle: BinaryIO, state: SourceState, size: int, budget: int | None) -> dict[int, array]:
@@ -344,6 +355,6 @@ def load(jobdir: JobDir) -> dict[str, MetricColumns]:
         for source, state in states.items():
             found = per_source[source] = {}
             for k, name in enumerate(state.names):
-                rows = _read(folder, source, state, k)
-                found[name] = MetricColumns(step=rows[:, 0], value=rows[:, 1], time=rows[:, 2])
+                step, value, time = _read(folder, source, state, k)
+                found[name] = MetricColumns(step=step, value=value, time=time)
     return merge(per_source.get("scraped", {}), per_source.get("logged", {}))
