@@ -6,7 +6,6 @@ sync itself: tests/integration/test_stage.py), and ``trainforge tensorboard
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
