@@ -99,6 +99,11 @@ def test_uncommitted_bytes_and_a_broken_state_are_repaired(jobdir: JobDir) -> No
     assert _same_series(jobdir)["acc"][1].tolist() == [0.1, 0.2, 0.3, 0.4]
     (folder / "state.json").write_text("{not json")
     assert _same_series(jobdir)["acc"][1].tolist() == [0.1, 0.2, 0.3, 0.4]
+    mapped = metric_columns.load(jobdir)["acc"]  # a reader's map, kept past the files' life
+    next(folder.glob("logged-*.time.f64")).unlink()  # a column file lost
+    assert _same_series(jobdir)["acc"][1].tolist() == [0.1, 0.2, 0.3, 0.4]
+    assert mapped.value.tolist() == [0.1, 0.2, 0.3, 0.4]  # its files were replaced, never cut
+    assert len(list(folder.glob("*.f64"))) == 3  # one generation left
 
 
 def test_bounded_the_newest_rows_survive_and_names_stay_data(jobdir: JobDir, monkeypatch) -> None:
@@ -135,3 +140,12 @@ def test_links_the_trainer_planted_are_never_followed(jobdir: JobDir, tmp_path: 
     output.symlink_to(tmp_path)  # the folder above it
     secret.rename(tmp_path / Path(jobdir.layout.metrics_file).name)
     assert metric_columns.load(jobdir) == {}
+
+
+def test_a_budget_parses_part_of_a_file_and_the_next_update_the_rest(jobdir: JobDir, monkeypatch) -> None:
+    monkeypatch.setattr(metric_columns, "CHUNK", 256)  # the supervisor's budget is 16 MiB of 8 MiB chunks
+    logged = Path(jobdir.layout.metrics_file)
+    logged.write_text("".join(_line("loss", float(i), i, i) for i in range(1, 101)))
+    first = metric_columns.update(jobdir, budget=1)["logged"]
+    assert 0 < first.offset <= 256 and first.rows[0] == logged.read_bytes()[:first.offset].count(b"\n")
+    assert _same_series(jobdir)["loss"][1].tolist() == [float(i) for i in range(1, 101)]

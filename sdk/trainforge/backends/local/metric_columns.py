@@ -18,8 +18,10 @@ checkpoint sync and at the job's end, a dashboard before it reads. A source
 that shrank, was replaced (another inode) or whose last bytes before the
 consumed offset changed is read again from its start. Rows are committed by
 state.json (replaced atomically): bytes past a file's committed rows (a writer
-killed midway) are cut before the next append. Files are never shrunk in place
-(replaced instead), so a reader's memory map stays valid.
+killed midway) are cut before the next append. Committed rows are never cut in
+place: a rebuild or a compaction writes the files of a new generation, and the
+old ones are unlinked once the new state is committed, so a reader's memory map
+stays valid. A column file gone or cut short is rebuilt from the sources.
 
 Lines are accepted exactly as MetricRecord.from_json accepts them
 (``metrics.record_fields``). Metric names stay data in state.json, never file
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -166,11 +169,23 @@ def _signature(handle: BinaryIO, offset: int) -> str:
     return handle.read(offset - start).hex()
 
 
-def _drop_files(folder: str, source: str, state: SourceState) -> None:
-    for k in range(len(state.names)):
-        for column in COLUMNS:
+def _generations(folder: str) -> Iterator[tuple[str, str, int]]:
+    """(file name, source, generation) of each column file in the folder."""
+    for name in os.listdir(folder):
+        source, _, rest = name.partition("-")
+        generation = rest.partition("-")[0]
+        if name.endswith(".f64") and generation.isdigit():
+            yield name, source, int(generation)
+
+
+def _sweep(folder: str, states: dict[str, SourceState]) -> None:
+    """Once a state is committed: the files of every other generation go (a
+    reader still mapping them keeps them until it lets go)."""
+    for name, source, generation in list(_generations(folder)):
+        state = states.get(source)
+        if state is None or state.generation != generation:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(_file(folder, source, state, k, column))
+                os.unlink(os.path.join(folder, name))
 
 
 def _append(folder: str, source: str, state: SourceState, fresh: dict[int, array]) -> None:
@@ -199,18 +214,17 @@ def _write_at(path: str, offset: int, data: np.ndarray) -> None:
         os.close(fd)
 
 
-def _compact(folder: str, source: str, state: SourceState) -> None:
+def _compact(folder: str, source: str, state: SourceState, generation: int) -> None:
     """Past MAX_ROWS: keep the newest three quarters of each metric's rows, in
-    new files (a reader mapping the old ones keeps them)."""
+    the files of a new generation (the old ones go once it is committed)."""
     old = SourceState(**{**state.__dict__, "rows": list(state.rows), "names": list(state.names)})
-    state.generation += 1
+    state.generation = generation
     for k, count in enumerate(old.rows):
         keep = count - count // 4
         for column, data in zip(COLUMNS, _read(folder, source, old, k), strict=True):
             _write_at(_file(folder, source, state, k, column), 0, data[count - keep:])
         state.dropped += count - keep
         state.rows[k] = keep
-    _drop_files(folder, source, old)
 
 
 def _read(folder: str, source: str, state: SourceState, k: int) -> list[np.ndarray]:
@@ -254,25 +268,24 @@ def _consume(handle: BinaryIO, state: SourceState, size: int, budget: int | None
 
 
 def _update_source(folder: str, source: str, state: SourceState | None, handle: BinaryIO | None,
-                   budget: int | None = None) -> SourceState | None:
+                   budget: int | None, new_generation: Iterator[int]) -> SourceState | None:
+    """The source's state after appending what it gained; new files (a new
+    generation, never files a reader may map) when it was replaced or rewritten."""
     if handle is None:
-        if state is not None:
-            _drop_files(folder, source, state)
         return None
     st = os.fstat(handle.fileno())
     ident = [st.st_dev, st.st_ino]
     if state is None:
-        state = SourceState(ident=ident)
+        state = SourceState(ident=ident, generation=next(new_generation))
     elif state.ident != ident or st.st_size < state.offset or _signature(handle, state.offset) != state.signature:
-        _drop_files(folder, source, state)  # replaced or rewritten: start over
-        state = SourceState(ident=ident, generation=state.generation + 1)
+        state = SourceState(ident=ident, generation=next(new_generation))  # replaced or rewritten: start over
     if st.st_size == state.offset:
         return state
     fresh = _consume(handle, state, st.st_size, budget)
     _append(folder, source, state, fresh)
     state.signature = _signature(handle, state.offset)
     if sum(state.rows) > MAX_ROWS:
-        _compact(folder, source, state)
+        _compact(folder, source, state, next(new_generation))
     return state
 
 
@@ -323,19 +336,21 @@ def update(jobdir: JobDir, budget: int | None = None) -> dict[str, SourceState]:
 def _update(jobdir: JobDir, folder: str, budget: int | None = None) -> dict[str, SourceState]:
     path = os.path.join(folder, "state.json")
     before = _load_state(path)
-    if not before and any(n.endswith(".f64") for n in os.listdir(folder)):
-        for stale in (n for n in os.listdir(folder) if n.endswith(".f64")):
-            os.unlink(os.path.join(folder, stale))  # files no state describes
     written = _document(before)  # the states are updated in place
+    # Generations past every file here: new files never reuse the name of one
+    # a reader may still map (files are never cut below what a state committed).
+    used = [g for _, _, g in _generations(folder)] + [s.generation for s in before.values()]
+    new_generation = itertools.count(max(used, default=-1) + 1)
     after: dict[str, SourceState] = {}
     with _sources(jobdir) as handles:
         for source, handle in handles.items():
-            state = _update_source(folder, source, before.get(source), handle, budget)
+            state = _update_source(folder, source, before.get(source), handle, budget, new_generation)
             if state is not None:
                 after[source] = state
     document = _document(after)
     if document != written or not os.path.exists(path):
         write_atomically(jobdir.path / FOLDER / "state.json", document)
+    _sweep(folder, after)
     return after
 
 
@@ -350,11 +365,19 @@ def load(jobdir: JobDir) -> dict[str, MetricColumns]:
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o755)
     with _locked(folder):
-        states = _update(jobdir, folder)
-        per_source: dict[str, dict[str, MetricColumns]] = {}
-        for source, state in states.items():
-            found = per_source[source] = {}
-            for k, name in enumerate(state.names):
-                step, value, time = _read(folder, source, state, k)
-                found[name] = MetricColumns(step=step, value=value, time=time)
+        try:
+            per_source = _read_all(folder, _update(jobdir, folder))
+        except (FileNotFoundError, ValueError):  # a column file gone or cut short: rebuilt from the sources
+            os.unlink(os.path.join(folder, "state.json"))
+            per_source = _read_all(folder, _update(jobdir, folder))
     return merge(per_source.get("scraped", {}), per_source.get("logged", {}))
+
+
+def _read_all(folder: str, states: dict[str, SourceState]) -> dict[str, dict[str, MetricColumns]]:
+    per_source: dict[str, dict[str, MetricColumns]] = {}
+    for source, state in states.items():
+        found = per_source[source] = {}
+        for k, name in enumerate(state.names):
+            step, value, time = _read(folder, source, state, k)
+            found[name] = MetricColumns(step=step, value=value, time=time)
+    return per_source
