@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MetricParser", "MetricRecord", "final_values", "parse_records", "plot_learning_curves", "read_records",
-    "read_stored_records", "to_frame",
+    "read_stored_records", "record_fields", "to_frame",
 ]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -67,21 +67,27 @@ class MetricRecord:
     @classmethod
     def from_json(cls, text: str) -> MetricRecord:
         """Parse one line; ValueError says what is wrong with it."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("a metric record must be a JSON object")
-        name, value, timestamp, step = data.get("name"), data.get("value"), data.get("timestamp"), data.get("step")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"metric record has no name: {text.strip()!r}")
-        if value is None and data.get("nonfinite") in _NONFINITE:
-            value = _NONFINITE[data["nonfinite"]]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"metric {name!r}: value must be a number, got {value!r}")
-        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
-            raise ValueError(f"metric {name!r}: timestamp must be a number, got {timestamp!r}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            raise ValueError(f"metric {name!r}: step must be an integer or null, got {step!r}")
-        return cls(timestamp=float(timestamp), name=name, value=float(value), step=step)
+        return cls(*record_fields(json.loads(text), text))
+
+
+def record_fields(data: Any, text: str = "") -> tuple[float, str, float, int | None]:
+    """(timestamp, name, value, step) of one parsed metrics.jsonl line (``text``,
+    quoted in errors); ValueError says what is wrong with it. Shared by
+    MetricRecord.from_json and the columnar cache, so both accept the same lines."""
+    if not isinstance(data, dict):
+        raise ValueError("a metric record must be a JSON object")
+    name, value, timestamp, step = data.get("name"), data.get("value"), data.get("timestamp"), data.get("step")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"metric record has no name: {text.strip()!r}")
+    if value is None and data.get("nonfinite") in _NONFINITE:
+        value = _NONFINITE[data["nonfinite"]]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"metric {name!r}: value must be a number, got {value!r}")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        raise ValueError(f"metric {name!r}: timestamp must be a number, got {timestamp!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise ValueError(f"metric {name!r}: step must be an integer or null, got {step!r}")
+    return float(timestamp), name, float(value), step
 
 
 def _name_and_regex(definition: Any) -> tuple[str, str]:

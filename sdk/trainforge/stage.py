@@ -1,7 +1,7 @@
 """The stager: what the cluster's stager containers run around a trainer.
 
     python -m trainforge.stage in     # init container: config files, channels, checkpoints
-    python -m trainforge.stage sync   # native sidecar: sync checkpoints and metrics; on SIGTERM stage out
+    python -m trainforge.stage sync   # native sidecar: sync checkpoints, metrics, TensorBoard logs; on SIGTERM stage out
     python -m trainforge.stage out    # stage out once (model, output data, metrics)
 
 The job comes from ``TRAINFORGE_JOB`` (the TrainingJob as JSON), this host's
@@ -33,6 +33,7 @@ from .staging import (
     stage_in,
     stage_out_model,
     sync_checkpoints,
+    sync_tensorboard,
 )
 from .storage import open_store
 from .uris import redact_userinfo
@@ -74,6 +75,7 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
         return
     artifacts = ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name)
     upload_metrics(job, layout, host, output_uri)
+    sync_tensorboard(layout, artifacts)
     if not _has_failure(layout):
         stage_out_model(layout, artifacts)
     print(f"staged out to {artifacts.root}", flush=True)
@@ -112,6 +114,11 @@ def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: s
             uploaded = upload_metrics(job, layout, host, output_uri, uploaded)
         except TrainforgeError as exc:
             print(f"metrics sync failed (will retry): {exc}", flush=True)
+        if host.rank == 0:  # TensorBoard while it trains: the first host's, as on the local backends
+            try:
+                sync_tensorboard(layout, ArtifactURIs.for_job(output_uri, job.metadata.namespace, job.name))
+            except (TrainforgeError, OSError) as exc:
+                print(f"TensorBoard log sync failed (will retry): {exc}", flush=True)
     stage_out_command(job, layout, host, output_uri)
 
 

@@ -5,6 +5,7 @@ headless Chromium driven by Selenium. Screenshots of every page go to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -128,6 +129,16 @@ def test_summary_index_reads_only_jobs_whose_status_changed(env: Env) -> None:
     finally:
         backend.get = original  # type: ignore[method-assign]
         (env.home / "jobs" / "not-a-job").rmdir()
+
+
+def test_a_finished_job_leaves_its_curves_as_columns_for_the_first_view(env: Env) -> None:
+    # Written by the job's supervisor (no page has asked for curve-fast's curves yet):
+    # the whole metrics file, as float64 columns the first view maps instead of parsing.
+    folder = env.home / "jobs" / "curve-fast"
+    state = json.loads((folder / "metric-columns" / "state.json").read_text())["sources"]
+    assert state["logged"]["offset"] == (folder / "run" / "output" / "metrics.jsonl").stat().st_size
+    assert dict(zip(state["logged"]["names"], state["logged"]["rows"], strict=True)) == {"train:loss": 12,
+                                                                                         "val:acc": 12}
 
 
 def test_run_api_curves_are_downsampled_and_artifacts_download(env: Env) -> None:

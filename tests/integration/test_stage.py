@@ -278,3 +278,36 @@ def test_sync_keeps_running_when_the_store_is_unreachable(minio_bucket: Any, tmp
             sidecar.wait()
     assert sidecar.returncode == 1  # the final stage out could not reach the store either
     assert "stager sync:" in stderr and "Traceback" not in stderr
+
+
+def test_sync_uploads_tensorboard_logs_while_training_and_at_the_end_never_through_links(
+    minio_bucket: Any, tmp_path: Path,
+) -> None:
+    # $TRAINFORGE_TENSORBOARD_DIR on the cluster: the sidecar syncs it as the local supervisor does.
+    job = job_json(minio_bucket, count=1)
+    root, outside = tmp_path / "opt-ml", tmp_path / "node-secret.txt"
+    board = root / "output" / "tensorboard"
+    (board / "run1").mkdir(parents=True)
+    outside.write_text("the node's secret")
+    (board / "run1" / "planted").symlink_to(outside)  # the trainer is untrusted
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "trainforge.stage", "sync", "--root", str(root), "--interval", "0.2"],
+        env=stager_env(minio_bucket, job, 0), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = "models/team-a/stage-001/tensorboard/"
+    try:
+        (board / "run1" / "events.out.tfevents.1").write_bytes(b"epoch 1")
+        wait_until(lambda: keys(minio_bucket, prefix) == [prefix + "run1/events.out.tfevents.1"], timeout=30,
+                   what="the TensorBoard event file in MinIO while the trainer runs")
+        (board / "run1" / "events.out.tfevents.1").write_bytes(b"epoch 1, epoch 2")
+        (board / "run2").mkdir()
+        (board / "run2" / "events.out.tfevents.2").write_bytes(b"last words")
+        sidecar.send_signal(signal.SIGTERM)  # the pod ends: the final stage out syncs it once more
+        _, stderr = sidecar.communicate(timeout=60)
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.wait()
+    assert sidecar.returncode == 0, stderr
+    assert keys(minio_bucket, prefix) == [prefix + "run1/events.out.tfevents.1", prefix + "run2/events.out.tfevents.2"]
+    assert get(minio_bucket, prefix + "run1/events.out.tfevents.1") == b"epoch 1, epoch 2"
+    assert b"secret" not in b"".join(get(minio_bucket, k) for k in keys(minio_bucket, "models/"))

@@ -22,6 +22,16 @@ def test_lttb_keeps_ends_and_spikes_and_the_requested_size() -> None:
     assert sx.tolist() == [1.0, 3.0] and sy.tolist() == [1.0, 3.0]
 
 
+def test_lttb_of_a_million_points_preselects_extremes_and_keeps_them() -> None:
+    x = np.arange(1_000_003, dtype=np.float64)
+    y = np.random.default_rng(0).normal(size=len(x)) * 0.01 + np.cos(x / 1e5)
+    y[123_457], y[876_543], y[1] = 9.0, -9.0, 7.0  # spikes, one next to the first point
+    dx, dy = lttb(x, y, 1300)
+    assert len(dx) == 1300 and dx[0] == 0 and dx[-1] == 1_000_002 and np.all(np.diff(dx) > 0)
+    assert {9.0, -9.0, 7.0} <= set(dy.tolist())
+    assert np.array_equal(dy, y[dx.astype(np.int64)])  # real points, never averages
+
+
 def _row(name: str, phase: str, lr: str | None, acc: float | None, **labels: str) -> dict:
     return {"name": name, "phase": phase, "labels": labels, "start_time": f"2026-01-01T00:00:0{name[-1]}Z",
             "hyperparameters": {} if lr is None else {"lr": lr}, "metrics": {} if acc is None else {"acc": acc},

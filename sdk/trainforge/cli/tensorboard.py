@@ -48,16 +48,19 @@ def fetch_logs(names: tuple[str, ...], backend: object, folder: Path) -> list[tu
               help="only fetch the logs into DIR/<job>/ (for a TensorBoard installed elsewhere)")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=6006, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--backend", "backend_name", type=click.Choice(["process", "container", "kubernetes"]), default=None,
+              help="where the jobs ran (default: trainforge --backend, the config, else process)")
 @click.pass_context
 @handle_errors
-def tensorboard(ctx: click.Context, jobs: tuple[str, ...], download: Path | None, host: str, port: int) -> None:
+def tensorboard(ctx: click.Context, jobs: tuple[str, ...], download: Path | None, host: str, port: int,
+                backend_name: str | None) -> None:
     """TensorBoard over the logs of one or several jobs, side by side."""
     for name in jobs:
         check_job_name(name)  # before anything else: exit 2 for a name that is not one
     if download is None and importlib.util.find_spec("tensorboard") is None:
         raise BackendError("TensorBoard is not installed: `pip install tensorboard`, or fetch the logs with "
                            "`trainforge tensorboard --download DIR JOB...` and point your own TensorBoard at DIR")
-    backend = _backend(ctx)
+    backend = _backend(ctx, backend_name)
     if download is not None:
         found = fetch_logs(jobs, backend, download)
         for name, path in found:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..._time import utc_now
 from ...artifacts import tenancy_issues
@@ -27,6 +27,9 @@ from .jobdir import JobDir
 from .launchers import make_launcher
 from .orphans import end_orphan
 from .records import job_metric_records
+
+if TYPE_CHECKING:
+    from .metric_columns import MetricColumns
 
 FOLLOW_POLL_SECONDS = 0.05
 LOG_READ_CHARS = 1024 * 1024
@@ -337,6 +340,18 @@ class LocalBackend:
 
     def metrics(self, name: str) -> list[MetricRecord]:
         return job_metric_records(self._existing(name))
+
+    def metric_columns(self, name: str) -> dict[str, MetricColumns]:
+        """Capability: the job's series as float64 columns, cached in its folder
+        and brought up to date incrementally (metric_columns.py)."""
+        from . import metric_columns  # numpy, for readers that chart
+
+        jobdir = self._existing(name)
+        try:
+            return metric_columns.load(jobdir)
+        except OSError as exc:
+            raise BackendError(f"cannot cache the metrics of {name} in {jobdir.path / metric_columns.FOLDER}: "
+                               f"{exc.strerror or exc}") from exc
 
     def stop(self, name: str) -> None:
         jobdir = self._existing(name)

@@ -13,6 +13,7 @@ of status) and every reader (SDK, CLI, other processes).
         logs/attempt-N.log  trainer output per attempt (stdout and stderr)
         logs/algo-K/attempt-N.log   the same for host K > 1 of a multi-host job
         metrics.jsonl       metric records scraped from the logs by regex
+        metric-columns/     both metric files as float64 columns, for charts (metric_columns.py)
         run/                the contract root (/opt/ml) of the current attempt
         run-algo-K/         the contract root of host K > 1 of a multi-host job
 """

@@ -50,6 +50,7 @@ from .lifecycle import AttemptEnd, judge
 from .records import job_metric_records
 
 CHECKPOINT_SYNC_SECONDS = 30.0
+COLUMNS_BUDGET = 16 << 20  # metric bytes turned into columns per sync (about 200,000 records)
 FAILURE_FILE = "output/failure"  # below the run folder
 POLL_SECONDS = 0.1
 STOPPED_IN_STAGE_IN = "stopped during stage-in"
@@ -292,6 +293,18 @@ class Supervisor:
             sync_checkpoints(self.job, self.jobdir.layout, scratch=str(self.jobdir.path))
         except TrainforgeError as exc:
             say(f"checkpoint sync failed (will retry): {exc}")
+        self.try_update_columns()
+
+    def try_update_columns(self, budget: int | None = COLUMNS_BUDGET) -> None:
+        """The dashboard's columnar copy of the metrics, a chunk at a time while
+        it trains (``budget`` bytes at most: the poll loop waits), so the job's
+        end parses only its last lines."""
+        from . import metric_columns  # numpy: imported when a job first syncs, not at start-up
+
+        try:
+            metric_columns.update(self.jobdir, budget)
+        except (OSError, ValueError) as exc:  # a cache: readers rebuild it
+            say(f"metric columns not updated: {exc}")
 
     def stop_wanted(self) -> bool:
         return self.terminate_requested.is_set() or self.jobdir.stop_requested
@@ -351,6 +364,7 @@ class Supervisor:
 
     def stage_out(self, success: bool) -> None:
         sync_tensorboard(self.jobdir.layout, self.artifacts, scratch=str(self.jobdir.path))
+        self.try_update_columns(budget=None)
         records = job_metric_records(self.jobdir)
         self.status.final_metrics = final_values(records)
         artifacts = self.status.artifacts.model_copy()
