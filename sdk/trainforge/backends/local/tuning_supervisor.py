@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..._time import parse_time, utc_now
-from ...errors import TrainforgeError
+from ...errors import BackendError, TrainforgeError
 from ...spec import Condition
 from ...spec.tuning import BestTrial, TuningJob, TuningJobStatus
 from ...tuning import TrialRecord, plan
@@ -83,7 +83,15 @@ class TuningSupervisor:
         next_number = max((t.number for t in trials), default=-1) + 1
         for offset, hyperparameters in enumerate(step.new):
             job = trial_job(self.tuning, next_number + offset, hyperparameters)
-            self.local.jobs.submit(job)
+            try:
+                self.local.jobs.submit(job)
+            except BackendError as exc:
+                if not self.local.jobs.jobdir(job.name).job_file.exists():
+                    raise  # no trial came of it: nothing the next pass would see
+                # The trial exists and its end is on disk (Failed): it counts like any
+                # failed trial, against limits.maxFailedTrials, not as the tuning job's end.
+                print(f"trial {job.name}: {exc}", flush=True)
+                continue
             print(f"trial {job.name}: {hyperparameters}", flush=True)
 
     def run(self) -> None:
