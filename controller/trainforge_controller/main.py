@@ -92,6 +92,14 @@ def _by_label(kind: str, label: str) -> Callable[[Obj], Key | None]:
     return owner
 
 
+def _pod_succeeded(obj: Obj) -> bool:
+    return (obj.get("status") or {}).get("phase") == "Succeeded"
+
+
+def _pod_end_mark(obj: Obj) -> str:
+    return str(_pod_succeeded(obj))
+
+
 def _trial_ended(obj: Obj) -> bool:
     """A trial that just ended leaves room for the next: that wait is what
     the GPUs feel, so it goes ahead of follow-up passes."""
@@ -130,6 +138,14 @@ class Controller:
             return getattr(api, f"list_namespaced_{kind}"), (self.namespace,)
         return getattr(api, f"list_{kind}_for_all_namespaces"), ()
 
+    def _tuning_of_pod(self, pod: Obj) -> Key | None:
+        """The TuningJob whose trial ``pod`` runs (through the trial in the cache)."""
+        meta = pod["metadata"]
+        trial = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        raw = self.cache.training_jobs.get(meta["namespace"], trial) if trial else None
+        tuning = ((raw or {}).get("metadata", {}).get("labels") or {}).get(TUNING_JOB_LABEL)
+        return (TUNING_KIND, meta["namespace"], tuning) if tuning else None
+
     def informers(self) -> list[Informer]:
         managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         to_training_job = _by_label(TRAINING_KIND, JOB_NAME_LABEL)
@@ -148,8 +164,12 @@ class Controller:
                 Handler(training_job_mark, _self(TUNING_KIND), urgent=lambda obj: not obj.get("status")),)),
             Informer("Job", *self._core(client.BatchV1Api(self.api), "job"),
                      (Handler(job_mark, to_training_job),), label_selector=managed),
+            # A trial's pods ending free its GPUs: its tuning job hears of it at
+            # once, not after the Job controller and the trial's own pass.
             Informer("Pod", *self._core(client.CoreV1Api(self.api), "pod"),
-                     (Handler(pod_mark, to_training_job),), label_selector=managed),
+                     (Handler(pod_mark, to_training_job),
+                      Handler(_pod_end_mark, self._tuning_of_pod, urgent=_pod_succeeded)),
+                     label_selector=managed),
         ]
 
     def _watch(self, stop: threading.Event, informer: Informer) -> None:

@@ -51,7 +51,7 @@ from .credentials import JobCredentials
 from .errors import RetryableError, TerminalError
 from .reconciler import Result, _owned_by, _wire, create_child
 from .settings import ControllerSettings
-from .status import set_condition
+from .status import attempt_of, job_condition, set_condition
 from .wire import Wire, group_path
 
 log = logging.getLogger("trainforge.controller")
@@ -96,6 +96,21 @@ def early_stops(trials: dict[int, Obj]) -> dict[int, str]:
         if annotations.get(EARLY_STOP_ANNOTATION) == "true":
             out[number] = annotations.get(STOP_REASON_ANNOTATION, "")
     return out
+
+
+def hosts_released(jobs: list[Obj], pods: Callable[[str], list[Obj]], hosts: int) -> bool:
+    """Whether a trial's trainer has ended on every host: each pod of its
+    latest attempt Succeeded (a Succeeded pod holds no GPU for the scheduler).
+    Seen here the moment the pods end, not after kube's Job controller marks
+    the Job Complete and the trial's own pass reads its results, so the next
+    trial gets the GPUs without waiting for that bookkeeping."""
+    if not jobs:
+        return False
+    latest = max(jobs, key=attempt_of)
+    if job_condition(latest, "Failed"):
+        return False  # retried as a new attempt, which needs the hosts again
+    succeeded = [p for p in pods(latest["metadata"]["name"]) if (p.get("status") or {}).get("phase") == "Succeeded"]
+    return len(succeeded) >= hosts
 
 
 @dataclass
@@ -211,8 +226,17 @@ class TuningReconciler:
             metric_records: list[Any] = []
             if with_series:
                 metric_records = self._metric_records(job, raw)
-            out.append(trial_record(tuning.spec, number, job, metric_records, number in stops))
+            out.append(trial_record(tuning.spec, number, job, metric_records, number in stops,
+                                    released=self._released(job, raw)))
         return out
+
+    def _released(self, job: TrainingJob, raw: Obj) -> bool:
+        if job.status is not None and job.status.phase.finished:
+            return False  # not active: nothing to release
+        meta = raw["metadata"]
+        namespace = meta["namespace"]
+        jobs = [j for j in self.cache.jobs.by_label(namespace, meta["name"]) if _owned_by(j, meta["uid"])]
+        return hosts_released(jobs, lambda name: self.cache.pods.by_label(namespace, name), job.spec.instance.count)
 
     def _parse(self, raw: Obj) -> TrainingJob:
         meta = raw["metadata"]

@@ -44,3 +44,24 @@ def test_a_trial_is_owned_named_and_labelled_and_a_stop_says_why() -> None:
     ended = {"metadata": stop_patch("tuning job ended: stopped on request", early=False)["metadata"]}
     assert early_stops({1: early, 2: ended, 3: {"metadata": {}}}) == {1: "early stopping (median rule): worse"}
     assert ended["metadata"]["annotations"]["trainforge.dev/stop"] == "true"
+
+
+def test_a_trial_releases_its_hosts_when_every_pod_of_its_latest_attempt_succeeded() -> None:
+    from trainforge_controller.tuning import hosts_released
+
+    def job(attempt: int, failed: bool = False) -> dict:
+        conditions = [{"type": "Failed", "status": "True"}] if failed else []
+        return {"metadata": {"name": f"t-a{attempt}", "labels": {"trainforge.dev/attempt": str(attempt)}},
+                "status": {"conditions": conditions}}
+
+    def pods(*phases: str) -> dict:
+        return {f"t-a{a}": [{"status": {"phase": p}} for p in phases] for a in (1, 2)}
+
+    by = lambda table: (lambda name: table.get(name, []))  # noqa: E731
+    assert not hosts_released([], by({}), 1), "no attempt yet"
+    assert hosts_released([job(1)], by(pods("Succeeded")), 1)
+    assert not hosts_released([job(1)], by(pods("Running")), 1)
+    assert not hosts_released([job(1)], by(pods("Succeeded", "Running")), 2), "one host still trains"
+    assert hosts_released([job(1)], by(pods("Succeeded", "Succeeded")), 2)
+    assert not hosts_released([job(1, failed=True)], by(pods("Succeeded")), 1), "a retry needs the hosts again"
+    assert hosts_released([job(1, failed=True), job(2)], by({"t-a2": [{"status": {"phase": "Succeeded"}}]}), 1)

@@ -222,6 +222,24 @@ def test_parallelism_and_budget_bound_new_trials() -> None:
     assert len(plan(spec, done).new) == 1
 
 
+def test_a_trial_whose_hosts_are_released_leaves_room_but_still_counts_as_active() -> None:
+    """A trial whose trainer ended (pods Succeeded, results still being read)
+    frees its slot at once; it is still active: not in the counts' completed,
+    and the tuning job does not finish before it does."""
+    from dataclasses import replace
+
+    spec = spec_of(limits={"maxTrials": 4, "maxParallelTrials": 2})
+    trials = [run(0, {1: 0.5}), run(1, {1: 0.5})]
+    assert plan(spec, trials).new == []
+    freed = [replace(trials[0], released=True), trials[1]]
+    step = plan(spec, freed)
+    assert len(step.new) == 1 and step.counts.running == 2 and step.finished is None
+    both = spec_of(limits={"maxTrials": 8, "maxParallelTrials": 2})
+    assert len(plan(both, [replace(t, released=True) for t in trials]).new) == 2
+    last = [run(i, {1: 0.5}, TrialState.COMPLETED) for i in range(3)] + [replace(trials[1], number=3, released=True)]
+    assert plan(spec, last).finished is None, "not finished while a released trial's results are out"
+
+
 def test_objective_series_from_metric_records() -> None:
     records = [{"name": "acc", "value": 0.5, "step": 1}, {"name": "loss", "value": 2.0},
                {"name": "acc", "value": "0.7", "step": 2}, {"name": "acc", "value": "bad"},

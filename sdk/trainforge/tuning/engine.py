@@ -196,7 +196,8 @@ def plan(spec: TuningJobSpec, trials: Sequence[TrialRecord], elapsed_seconds: fl
         result.stop = successive_halving(trials, spec.objective, spec.strategy.hyperband)
     elif spec.early_stopping.type == EarlyStoppingType.MEDIAN:
         result.stop = median_rule(trials, spec.objective, spec.early_stopping)
-    active = sum(1 for t in trials if t.state.active) - len(result.stop)
+    stopping = {number for number, _ in result.stop}
+    active = sum(1 for t in trials if t.state.active and not t.released and t.number not in stopping)
     room = min(spec.limits.max_parallel_trials - active, spec.limits.max_trials - len(trials))
     result.new = propose(spec, trials, room, warm)
     return result
