@@ -103,8 +103,7 @@ class Reconciler:
             job = TrainingJob.model_validate(_wire(raw))
         except ValidationError as exc:
             # The apiserver checks the schema; what only pydantic knows lands here.
-            problems = "; ".join(str(issue) for issue in issues_from(exc))  # as the SDK words them
-            invalid = _invalid(raw, f"invalid spec: {problems}", now)
+            invalid = _invalid(raw, invalid_spec(exc), now)
             return self._write(raw, None, invalid, invalid.events)
         issues = tenancy_issues(job, self.settings.default_output)
         if issues:  # terminal: another job's artifacts are not this spec's to write
@@ -260,6 +259,12 @@ def create_child(wire: Wire, path: str, body: dict[str, Any]) -> dict[str, Any] 
             raise TerminalError(f"creating {what} was refused ({exc.status} {exc.reason}): "
                                 f"{api_message(exc)}") from exc
         raise
+
+
+def invalid_spec(exc: ValidationError) -> str:
+    """A spec's problems worded as the SDK words them, each with its field
+    path (``spec.inputs[0].uri``; cross-field rules carry their own paths)."""
+    return "invalid spec: " + "; ".join(str(issue) for issue in issues_from(exc))
 
 
 def api_message(exc: client.ApiException) -> str:

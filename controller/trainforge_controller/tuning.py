@@ -38,9 +38,8 @@ from trainforge.names import (
     TRAINING_PLURAL, TRIAL_LABEL, TUNING_KIND, TUNING_PLURAL, VERSION,
 )
 from trainforge.spec import TrainingJob
-from trainforge.spec.loading import issues_from
 from trainforge.spec.tuning import (
-    BestTrial, EarlyStoppingType, StrategyType, TuningJob, TuningJobStatus, TuningSpecProblems,
+    BestTrial, EarlyStoppingType, StrategyType, TuningJob, TuningJobStatus,
 )
 from trainforge.tuning import TrialRecord, TrialState, plan
 from trainforge.tuning.engine import Plan
@@ -49,7 +48,7 @@ from trainforge.tuning.trials import trial_job, trial_number, trial_record
 from .cache import Cache
 from .credentials import JobCredentials
 from .errors import RetryableError, TerminalError
-from .reconciler import Result, _owned_by, _wire, create_child
+from .reconciler import Result, _owned_by, _wire, create_child, invalid_spec
 from .settings import ControllerSettings
 from .status import attempt_of, job_condition, set_condition
 from .wire import Wire, group_path
@@ -289,13 +288,10 @@ class TuningReconciler:
         old = TuningJobStatus.model_validate(raw.get("status") or {})
         try:
             tuning = TuningJob.model_validate(_wire(raw))
-        except (ValidationError, TuningSpecProblems) as exc:
-            # The apiserver checks the schema; the rules between fields land here.
-            if isinstance(exc, ValidationError):
-                problems = "; ".join(str(issue) for issue in issues_from(exc))
-            else:
-                problems = "; ".join(f"spec.{'.'.join(map(str, p))}: {m}" for p, m in exc.problems)
-            return self._write(raw, failed_status(old, f"invalid spec: {problems}", "InvalidSpec", now))
+        except ValidationError as exc:
+            # The apiserver checks the schema; the rules between fields land here
+            # (raised in pydantic's validators, so they arrive as its errors).
+            return self._write(raw, failed_status(old, invalid_spec(exc), "InvalidSpec", now))
         if old.phase in FINISHED:
             self.forget(self.trials(raw))
             return Result(phase=old.phase)

@@ -65,3 +65,27 @@ def test_a_trial_releases_its_hosts_when_every_pod_of_its_latest_attempt_succeed
     assert hosts_released([job(1)], by(pods("Succeeded", "Succeeded")), 2)
     assert not hosts_released([job(1, failed=True)], by(pods("Succeeded")), 1), "a retry needs the hosts again"
     assert hosts_released([job(1, failed=True), job(2)], by({"t-a2": [{"status": {"phase": "Succeeded"}}]}), 1)
+
+
+def test_the_controller_words_invalid_specs_with_the_sdks_field_paths() -> None:
+    """Both reconcilers: ``spec.inputs[0].uri``, ``spec.parameters[0]`` (never
+    ``spec.parameters.0``), cross-field tuning rules with their own paths."""
+    import pytest
+    from pydantic import ValidationError
+
+    from tests.unit.test_tuning_spec import doc
+    from trainforge.spec import TrainingJob
+    from trainforge.spec.tuning import TuningJob
+    from trainforge_controller.reconciler import invalid_spec
+
+    with pytest.raises(ValidationError) as bad_job:
+        TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": {
+            "image": "registry.example.com/x:1", "instance": {"type": "cpu"},
+            "inputs": [{"channel": "train", "uri": "ftp://nope"}]}})
+    assert invalid_spec(bad_job.value).startswith("invalid spec: spec.inputs[0].uri: ")
+    with pytest.raises(ValidationError) as bad_range:
+        TuningJob.model_validate(doc(parameters=[{"name": "lr", "type": "Continuous", "min": 1, "max": 0.5}]))
+    assert invalid_spec(bad_range.value) == "invalid spec: spec.parameters[0]: min (1) must be less than max (0.5)"
+    with pytest.raises(ValidationError) as no_metric:
+        TuningJob.model_validate(doc(objective={"metric": "nope", "type": "Maximize"}))
+    assert invalid_spec(no_metric.value).startswith("invalid spec: spec.objective.metric: 'nope' is not a metric")
