@@ -42,7 +42,7 @@ from trainforge.spec.tuning import (
     BestTrial, EarlyStoppingType, StrategyType, TuningJob, TuningJobStatus,
 )
 from trainforge.tuning import TrialRecord, TrialState, plan
-from trainforge.tuning.engine import Plan
+from trainforge.tuning.engine import Plan, StudyMemo
 from trainforge.tuning.trials import trial_job, trial_number, trial_record
 
 from .cache import Cache
@@ -177,6 +177,9 @@ class TuningReconciler:
         # trial uid -> (resourceVersion, the parsed TrainingJob): a pass parses
         # only the trials that changed (1,000 parses took ~1 s a pass).
         self._parsed: dict[str, tuple[str, TrainingJob]] = {}
+        # (namespace, name) -> (uid, its study), kept between passes (only speed: a
+        # new controller rebuilds it from the trials; a key is never reconciled twice at once)
+        self._studies: dict[tuple[str, str], tuple[str, StudyMemo]] = {}
 
     def reconcile(self, namespace: str, name: str) -> Result:
         try:
@@ -283,6 +286,7 @@ class TuningReconciler:
     def _reconcile(self, namespace: str, name: str) -> Result:
         raw = self.cache.tuning_jobs.get(namespace, name)
         if raw is None:
+            self._studies.pop((namespace, name), None)
             return Result()
         now = self.clock()
         old = TuningJobStatus.model_validate(raw.get("status") or {})
@@ -294,6 +298,7 @@ class TuningReconciler:
             return self._write(raw, failed_status(old, invalid_spec(exc), "InvalidSpec", now))
         if old.phase in FINISHED:
             self.forget(self.trials(raw))
+            self._studies.pop((namespace, name), None)
             return Result(phase=old.phase)
         uid = raw["metadata"]["uid"]
         trials = self.trials(raw)
@@ -306,7 +311,10 @@ class TuningReconciler:
         started = parse_time(old.start_time) if old.start_time else now
         elapsed = (now - started).total_seconds()
         stop_requested = (raw["metadata"].get("annotations") or {}).get(STOP_ANNOTATION) == "true"
-        step = plan(tuning.spec, records, elapsed, stop_requested, warm)
+        held = self._studies.get((namespace, name))
+        if held is None or held[0] != uid:  # new, or a namesake of a deleted one
+            held = self._studies[(namespace, name)] = (uid, StudyMemo())
+        step = plan(tuning.spec, records, elapsed, stop_requested, warm, held[1])
 
         # -- apply: stops, then new trials, then the status once ---------------------
         for number, reason in step.stop:

@@ -22,7 +22,7 @@ from ...errors import BackendError, TrainforgeError
 from ...spec import Condition
 from ...spec.tuning import BestTrial, TuningJob, TuningJobStatus
 from ...tuning import TrialRecord, plan
-from ...tuning.engine import Plan
+from ...tuning.engine import Plan, StudyMemo
 from ...tuning.trials import trial_job, trial_name
 from .tuning import LocalTuning, TuningDir
 
@@ -45,6 +45,7 @@ class TuningSupervisor:
         self.status = tdir.read_status()
         self.terminate = threading.Event()
         self.warm = self._warm_records()
+        self.memo = StudyMemo()  # only speed: a restarted supervisor rebuilds it from the trials
 
     def _warm_records(self) -> list[TrialRecord]:
         parents = self.tuning.spec.warm_start.parents if self.tuning.spec.warm_start else []
@@ -99,7 +100,7 @@ class TuningSupervisor:
         while True:
             trials = self.local.records(self.tuning.name, self.tuning)
             stop_requested = self.terminate.is_set() or self.tdir.stop_requested
-            step = plan(spec, trials, _elapsed(self.status), stop_requested, self.warm)
+            step = plan(spec, trials, _elapsed(self.status), stop_requested, self.warm, self.memo)
             if step.finished is not None:
                 phase, message = step.finished
                 for number, _ in step.stop:
