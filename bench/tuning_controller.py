@@ -11,10 +11,11 @@ the pod Succeeded. Measured:
 
 - trial ended -> next trial created: from the moment a pod is marked Succeeded
   to the ADDED event of the trial that takes its slot (the k-th ending frees
-  the slot of trial ``parallel + k``), p50/p99/max. Split in two: ended ->
-  the ended trial's status Completed (Job controller + TrainingJob reconciler,
-  which reads the trial's results from the store), and Completed -> next trial
-  created (the TuningJob reconciler's pass);
+  the slot of trial ``parallel + k``), p50/p99/max. The TuningJob reconciler
+  frees a slot when the trial's pods Succeeded, so the stages printed below it
+  (ended -> Job Complete -> trial Completed, the Job controller and the
+  TrainingJob reconciler, which reads the trial's results from the store) are
+  no longer on that path: they show what it no longer waits for;
 - GPU occupancy: GPUs held by running trial pods / GPUs in the cluster,
   sampled every 0.25 s, between the first slot filled and the last trial created;
 - the whole tuning job's wall time, and the controller's CPU seconds.
