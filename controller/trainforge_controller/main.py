@@ -33,6 +33,8 @@ from .tuning import TuningReconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
+# Timing lines for benchmarks and latency hunts; off unless --trace.
+trace = logging.getLogger("trainforge.controller.trace")
 
 try:  # optional: the metrics endpoint needs prometheus_client
     from prometheus_client import Counter, Histogram, start_http_server
@@ -274,6 +276,8 @@ class Controller:
                 result = self.reconcilers[key[0]].reconcile(key[1], key[2])
                 failures.pop(key, None)
                 outcome = "ok"
+                if result.created:
+                    self._trace(key, started, result.created)
                 if result.requeue_after:
                     self.queue.add(key, after=result.requeue_after)
             except RetryableError as exc:
@@ -292,6 +296,17 @@ class Controller:
             if RECONCILES is not None:
                 RECONCILES.labels(outcome).inc()
                 RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _trace(self, key: Key, started: float, created: tuple[str, ...]) -> None:
+        """One line per pass that created children, with wall-clock times: when
+        the key was queued (the watch event that asked for it), when a worker
+        took it, when the pass ended (bench/tuning_controller.py splits the
+        latency with them)."""
+        now, wall = time.monotonic(), time.time()
+        taken = wall - (now - started)
+        trace.info(json.dumps({"trace": "created", "kind": key[0], "key": f"{key[1]}/{key[2]}",
+                               "queued": self.queue.queued_since(key) or taken, "taken": taken, "done": wall,
+                               "children": list(created)}))
 
     def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
         if leader is not None:
@@ -336,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--no-leader-election", action="store_true")
+    parser.add_argument("--trace", action="store_true",
+                        help="a timing line per pass that created children (queued, taken, done)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="DEBUG adds one line per status write, naming the fields that changed")
@@ -344,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     log.setLevel(args.log_level)
+    trace.setLevel(logging.INFO if args.trace else logging.WARNING)
     try:
         config.load_incluster_config()
     except config.ConfigException:

@@ -48,6 +48,7 @@ StoreOpener = Callable[[str], ObjectStore]
 class Result:
     requeue_after: float | None = None
     phase: str | None = None
+    created: tuple[str, ...] = ()  # children this pass created (the controller's trace)
 
 
 class Reconciler:

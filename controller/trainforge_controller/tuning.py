@@ -323,17 +323,20 @@ class TuningReconciler:
                 continue
             self._patch_trial(namespace, trial["metadata"]["name"], stop_patch(reason, step.finished is None))
         next_number = max(trials, default=-1) + 1
+        created: list[str] = []
         for offset, hyperparameters in enumerate(step.new):
             body = trial_body(tuning, uid, next_number + offset, hyperparameters)
             try:
-                created = create_child(self.wire, group_path(f"{GROUP}/{VERSION}", namespace, TRAINING_PLURAL), body)
+                made = create_child(self.wire, group_path(f"{GROUP}/{VERSION}", namespace, TRAINING_PLURAL), body)
             except TerminalError as exc:
                 return self._write(raw, failed_status(old, str(exc), "TrialRejected", now))
-            if created is not None:  # seen at once: the next pass numbers after it
-                self.cache.training_jobs.upsert(created, newer_only=True)
+            if made is not None:  # seen at once: the next pass numbers after it
+                self.cache.training_jobs.upsert(made, newer_only=True)
+            created.append(body["metadata"]["name"])
         active = sum(1 for r in records if r.state.active) + len(step.new)
         decision = tuning_status(old, step, active, len(records) + len(step.new), tuning.spec.limits.max_trials, now)
         result = self._write(raw, decision)
+        result.created = tuple(created)
         if decision.status.phase not in FINISHED:
             # Trial events queue a pass; time alone must too: the runtime limit,
             # and the series of running trials where a rule reads them.
