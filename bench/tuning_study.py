@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk"))
 
-from trainforge.spec import parse_tuning_job  # noqa: E402
-from trainforge.tuning import TrialRecord, TrialState, plan, propose  # noqa: E402
-from trainforge.tuning.engine import StudyMemo  # noqa: E402
+from trainforge.spec import parse_tuning_job
+from trainforge.tuning import TrialRecord, TrialState, plan, propose
+from trainforge.tuning.engine import StudyMemo
 
 
 def spec_of(trials: int, parallel: int):  # type: ignore[no-untyped-def]

@@ -277,9 +277,8 @@ def api_message(exc: client.ApiException) -> str:
 
 
 def _invalid(raw: dict[str, Any], reason: str, now: datetime, kind: str = "InvalidSpec") -> Decision:
+    from trainforge.conditions import set_condition
     from trainforge.spec import TrainingJobStatus
-
-    from .status import set_condition
 
     status = TrainingJobStatus.model_validate(raw.get("status") or {})
     if status.phase.finished:

@@ -50,7 +50,9 @@ from .credentials import JobCredentials
 from .errors import RetryableError, TerminalError
 from .reconciler import Result, _owned_by, _wire, create_child, invalid_spec
 from .settings import ControllerSettings
-from .status import attempt_of, job_condition, set_condition
+from trainforge.conditions import enter_phase, set_condition
+
+from .status import attempt_of, job_condition
 from .wire import Wire, group_path
 
 log = logging.getLogger("trainforge.controller")
@@ -147,7 +149,7 @@ def tuning_status(old: TuningJobStatus, step: Plan, active: int, started: int, m
                                       "TrialsActive" if status.phase == "Running" else status.phase,
                                       status.message, now)
     if status.phase in FINISHED:
-        status.conditions = set_condition(status.conditions, status.phase, "True", status.phase, status.message, now)
+        status.conditions = enter_phase(status.conditions, status.phase, status.message, now)
     return TuningDecision(status, events)
 
 

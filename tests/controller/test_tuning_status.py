@@ -57,7 +57,7 @@ def test_a_trial_releases_its_hosts_when_every_pod_of_its_latest_attempt_succeed
     def pods(*phases: str) -> dict:
         return {f"t-a{a}": [{"status": {"phase": p}} for p in phases] for a in (1, 2)}
 
-    by = lambda table: (lambda name: table.get(name, []))  # noqa: E731
+    by = lambda table: (lambda name: table.get(name, []))
     assert not hosts_released([], by({}), 1), "no attempt yet"
     assert hosts_released([job(1)], by(pods("Succeeded")), 1)
     assert not hosts_released([job(1)], by(pods("Running")), 1)
@@ -72,11 +72,11 @@ def test_the_controller_words_invalid_specs_with_the_sdks_field_paths() -> None:
     ``spec.parameters.0``), cross-field tuning rules with their own paths."""
     import pytest
     from pydantic import ValidationError
-
-    from tests.unit.test_tuning_spec import doc
     from trainforge.spec import TrainingJob
     from trainforge.spec.tuning import TuningJob
     from trainforge_controller.reconciler import invalid_spec
+
+    from tests.unit.test_tuning_spec import doc
 
     with pytest.raises(ValidationError) as bad_job:
         TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": {

@@ -15,12 +15,13 @@ from typing import NoReturn
 
 from ..._time import utc_now
 from ...artifacts import tenancy_issues
+from ...conditions import enter_phase
 from ...config import Settings, load_settings
 from ...contract import host_names
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricRecord
-from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus, check_job_name
+from ...spec import Phase, TrainingJob, TrainingJobStatus, check_job_name
 from ...staging import ArtifactURIs
 from ...storage import open_store
 from .jobdir import JobDir
@@ -210,8 +211,7 @@ class LocalBackend:
         """Write the end of a job whose supervisor never started (so none owns its status)."""
         status = jobdir.read_status()
         now = utc_now()
-        status.conditions.append(Condition(type=phase.value, status="True", reason=phase.value,
-                                           message=message, last_transition_time=now))
+        status.conditions = enter_phase(status.conditions, phase.value, message, now)
         status.phase, status.message, status.failure_reason, status.end_time = phase, message, reason, now
         try:
             jobdir.write_status(status)

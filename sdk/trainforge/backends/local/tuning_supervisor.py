@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..._time import parse_time, utc_now
+from ...conditions import enter_phase
 from ...errors import BackendError, TrainforgeError
-from ...spec import Condition
 from ...spec.tuning import BestTrial, TuningJob, TuningJobStatus
 from ...tuning import TrialRecord, plan
 from ...tuning.engine import Plan, StudyMemo
@@ -58,8 +58,7 @@ class TuningSupervisor:
         status = self.status.model_copy(deep=True)
         now = utc_now()
         if status.phase != phase:
-            status.conditions.append(Condition(type=phase, status="True", reason=phase, message=message,
-                                               last_transition_time=now))
+            status.conditions = enter_phase(status.conditions, phase, message, now)
         status.phase, status.message, status.trials = phase, message, step.counts
         if reason is not None:
             status.failure_reason = reason
