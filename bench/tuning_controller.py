@@ -281,6 +281,10 @@ def run(args: argparse.Namespace) -> None:
                             if n in observer.completed and n in observer.job_complete]
         traces = controller_traces(work / "logs" / "controller.log")
         to_queued, queued_to_taken, taken_to_done = [], [], []
+        stages: dict[str, list[float]] = {}
+        for entry in {id(e): e for e in traces.values()}.values():
+            for stage, seconds in (entry.get("stages") or {}).items():
+                stages.setdefault(stage, []).append(seconds)
         for k, (t_end, trial) in enumerate(ends):
             successor = args.parallel + k
             if successor >= len(order) or order[successor] not in observer.created:
@@ -320,6 +324,8 @@ def run(args: argparse.Namespace) -> None:
         print(line("  of which ended -> its TuningJob queued (pod watch event reaches the controller)", to_queued))
         print(line("  of which queued -> a worker takes it (queue wait, its own previous pass included)", queued_to_taken))
         print(line("  of which the TuningJob pass (observe, plan, create, status write)", taken_to_done))
+        for stage, values in stages.items():
+            print(line(f"    TuningJob pass stage {stage} (per pass that created trials)", values).replace("trials)", "passes)"))
         print(line("  of which ended -> trial status Completed", to_completed))
         print(line("    ended -> its Job Complete (kube Job controller)", to_job))
         print(line("    Job Complete -> trial status Completed (TrainingJob reconciler, reads results)",

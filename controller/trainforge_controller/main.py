@@ -277,7 +277,7 @@ class Controller:
                 failures.pop(key, None)
                 outcome = "ok"
                 if result.created:
-                    self._trace(key, started, result.created)
+                    self._trace(key, started, result)
                 if result.requeue_after:
                     self.queue.add(key, after=result.requeue_after)
             except RetryableError as exc:
@@ -297,7 +297,7 @@ class Controller:
                 RECONCILES.labels(outcome).inc()
                 RECONCILE_SECONDS.observe(time.monotonic() - started)
 
-    def _trace(self, key: Key, started: float, created: tuple[str, ...]) -> None:
+    def _trace(self, key: Key, started: float, result: Any) -> None:
         """One line per pass that created children, with wall-clock times: when
         the key was queued (the watch event that asked for it), when a worker
         took it, when the pass ended (bench/tuning_controller.py splits the
@@ -306,7 +306,7 @@ class Controller:
         taken = wall - (now - started)
         trace.info(json.dumps({"trace": "created", "kind": key[0], "key": f"{key[1]}/{key[2]}",
                                "queued": self.queue.queued_since(key) or taken, "taken": taken, "done": wall,
-                               "children": list(created)}))
+                               "stages": dict(result.stages), "children": list(result.created)}))
 
     def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
         if leader is not None:

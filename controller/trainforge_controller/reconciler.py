@@ -49,6 +49,7 @@ class Result:
     requeue_after: float | None = None
     phase: str | None = None
     created: tuple[str, ...] = ()  # children this pass created (the controller's trace)
+    stages: tuple[tuple[str, float], ...] = ()  # seconds per stage of the pass (the trace)
 
 
 class Reconciler:

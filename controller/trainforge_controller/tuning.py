@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -286,6 +287,7 @@ class TuningReconciler:
 
     # -- the pass -----------------------------------------------------------------
     def _reconcile(self, namespace: str, name: str) -> Result:
+        began = time.monotonic()
         raw = self.cache.tuning_jobs.get(namespace, name)
         if raw is None:
             self._studies.pop((namespace, name), None)
@@ -316,7 +318,9 @@ class TuningReconciler:
         held = self._studies.get((namespace, name))
         if held is None or held[0] != uid:  # new, or a namesake of a deleted one
             held = self._studies[(namespace, name)] = (uid, StudyMemo())
+        observed = time.monotonic()
         step = plan(tuning.spec, records, elapsed, stop_requested, warm, held[1])
+        planned = time.monotonic()
 
         # -- apply: stops, then new trials, then the status once ---------------------
         for number, reason in step.stop:
@@ -337,8 +341,11 @@ class TuningReconciler:
             created.append(body["metadata"]["name"])
         active = sum(1 for r in records if r.state.active) + len(step.new)
         decision = tuning_status(old, step, active, len(records) + len(step.new), tuning.spec.limits.max_trials, now)
+        applied = time.monotonic()
         result = self._write(raw, decision)
         result.created = tuple(created)
+        result.stages = (("observe", observed - began), ("plan", planned - observed),
+                         ("stop+create", applied - planned), ("status", time.monotonic() - applied))
         if decision.status.phase not in FINISHED:
             # Trial events queue a pass; time alone must too: the runtime limit,
             # and the series of running trials where a rule reads them.
