@@ -120,7 +120,7 @@ class StudyMemo:
     trial change, never a finished one). Anything else -- a finished trial
     that changed, records out of order, another spec -- rebuilds it whole. The
     study then holds what :func:`rebuild_study` would build, and proposals
-    are the same draws (a unit test and ``bench/tuning_search.py --study``
+    are the same draws (a unit test and ``bench/tuning_study.py``
     compare them); a driver that loses its memo loses nothing but time."""
 
     def __init__(self) -> None:
