@@ -325,7 +325,7 @@ def run(args: argparse.Namespace) -> None:
         print(line("  of which queued -> a worker takes it (queue wait, its own previous pass included)", queued_to_taken))
         print(line("  of which the TuningJob pass (observe, plan, create, status write)", taken_to_done))
         for stage, values in stages.items():
-            print(line(f"    TuningJob pass stage {stage} (per pass that created trials)", values).replace("trials)", "passes)"))
+            print(line(f"    stage {stage} of a pass that created trials", values).replace("trials)", "passes)"))
         print(line("  of which ended -> trial status Completed", to_completed))
         print(line("    ended -> its Job Complete (kube Job controller)", to_job))
         print(line("    Job Complete -> trial status Completed (TrainingJob reconciler, reads results)",
