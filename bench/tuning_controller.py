@@ -11,10 +11,11 @@ the pod Succeeded. Measured:
 
 - trial ended -> next trial created: from the moment a pod is marked Succeeded
   to the ADDED event of the trial that takes its slot (the k-th ending frees
-  the slot of trial ``parallel + k``), p50/p99/max. Split in two: ended ->
-  the ended trial's status Completed (Job controller + TrainingJob reconciler,
-  which reads the trial's results from the store), and Completed -> next trial
-  created (the TuningJob reconciler's pass);
+  the slot of trial ``parallel + k``), p50/p99/max. The TuningJob reconciler
+  frees a slot when the trial's pods Succeeded, so the stages printed below it
+  (ended -> Job Complete -> trial Completed, the Job controller and the
+  TrainingJob reconciler, which reads the trial's results from the store) are
+  no longer on that path: they show what it no longer waits for;
 - GPU occupancy: GPUs held by running trial pods / GPUs in the cluster,
   sampled every 0.25 s, between the first slot filled and the last trial created;
 - the whole tuning job's wall time, and the controller's CPU seconds.
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> None:
         with open(work / "logs" / "controller.log", "wb") as log:
             controller = subprocess.Popen(
                 [sys.executable, "-m", "trainforge_controller.main", "--namespace", NAMESPACE,
-                 "--metrics-port", str(free_port()), "--no-leader-election"],
+                 "--metrics-port", str(free_port()), "--no-leader-election", "--trace"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         proc = ProcessStats(controller.pid)
         time.sleep(3)  # the watches open
@@ -278,12 +279,23 @@ def run(args: argparse.Namespace) -> None:
         to_job = [observer.job_complete[n] - t for t, n in ends if n in observer.job_complete]
         job_to_completed = [observer.completed[n] - observer.job_complete[n] for n in ended
                             if n in observer.completed and n in observer.job_complete]
+        traces = controller_traces(work / "logs" / "controller.log")
+        to_queued, queued_to_taken, taken_to_done = [], [], []
+        stages: dict[str, list[float]] = {}
+        for entry in {id(e): e for e in traces.values()}.values():
+            for stage, seconds in (entry.get("stages") or {}).items():
+                stages.setdefault(stage, []).append(seconds)
         for k, (t_end, trial) in enumerate(ends):
             successor = args.parallel + k
             if successor >= len(order) or order[successor] not in observer.created:
                 break
             t_next = observer.created[order[successor]]
             to_next.append(t_next - t_end)
+            line_of = traces.get(order[successor])
+            if line_of is not None:
+                to_queued.append(max(0.0, line_of["queued"] - t_end))
+                queued_to_taken.append(line_of["taken"] - max(line_of["queued"], t_end))
+                taken_to_done.append(line_of["done"] - line_of["taken"])
             if trial in observer.completed:
                 to_completed.append(observer.completed[trial] - t_end)
         for t_end, trial in ends:
@@ -309,6 +321,11 @@ def run(args: argparse.Namespace) -> None:
         print(f"tuning job {final.get('phase')} in {t_done - t_submit:.0f} s: {final.get('trials')}; "
               f"best {final.get('bestTrial', {}).get('name')} = {final.get('bestTrial', {}).get('objective')}")
         print(line("trial ended -> next trial created", to_next))
+        print(line("  of which ended -> its TuningJob queued (pod watch event reaches the controller)", to_queued))
+        print(line("  of which queued -> a worker takes it (queue wait, its own previous pass included)", queued_to_taken))
+        print(line("  of which the TuningJob pass (observe, plan, create, status write)", taken_to_done))
+        for stage, values in stages.items():
+            print(line(f"    stage {stage} of a pass that created trials", values).replace("trials)", "passes)"))
         print(line("  of which ended -> trial status Completed", to_completed))
         print(line("    ended -> its Job Complete (kube Job controller)", to_job))
         print(line("    Job Complete -> trial status Completed (TrainingJob reconciler, reads results)",
@@ -334,6 +351,20 @@ def run(args: argparse.Namespace) -> None:
         cluster.stop()
         minio.stop()
         print(f"logs in {work / 'logs'}")
+
+
+def controller_traces(path: Path) -> dict[str, dict[str, float]]:
+    """Trial name -> the controller's trace line of the pass that created it."""
+    out: dict[str, dict[str, float]] = {}
+    for raw in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(json.loads(raw)["msg"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(entry, dict) and entry.get("trace") == "created":
+            for child in entry["children"]:
+                out[child] = entry
+    return out
 
 
 def gpus_per_trial(args: argparse.Namespace) -> int:

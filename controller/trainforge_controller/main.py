@@ -33,6 +33,8 @@ from .tuning import TuningReconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
+# Timing lines for benchmarks and latency hunts; off unless --trace.
+trace = logging.getLogger("trainforge.controller.trace")
 
 try:  # optional: the metrics endpoint needs prometheus_client
     from prometheus_client import Counter, Histogram, start_http_server
@@ -92,6 +94,14 @@ def _by_label(kind: str, label: str) -> Callable[[Obj], Key | None]:
     return owner
 
 
+def _pod_succeeded(obj: Obj) -> bool:
+    return (obj.get("status") or {}).get("phase") == "Succeeded"
+
+
+def _pod_end_mark(obj: Obj) -> str:
+    return str(_pod_succeeded(obj))
+
+
 def _trial_ended(obj: Obj) -> bool:
     """A trial that just ended leaves room for the next: that wait is what
     the GPUs feel, so it goes ahead of follow-up passes."""
@@ -130,6 +140,14 @@ class Controller:
             return getattr(api, f"list_namespaced_{kind}"), (self.namespace,)
         return getattr(api, f"list_{kind}_for_all_namespaces"), ()
 
+    def _tuning_of_pod(self, pod: Obj) -> Key | None:
+        """The TuningJob whose trial ``pod`` runs (through the trial in the cache)."""
+        meta = pod["metadata"]
+        trial = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        raw = self.cache.training_jobs.get(meta["namespace"], trial) if trial else None
+        tuning = ((raw or {}).get("metadata", {}).get("labels") or {}).get(TUNING_JOB_LABEL)
+        return (TUNING_KIND, meta["namespace"], tuning) if tuning else None
+
     def informers(self) -> list[Informer]:
         managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         to_training_job = _by_label(TRAINING_KIND, JOB_NAME_LABEL)
@@ -148,8 +166,12 @@ class Controller:
                 Handler(training_job_mark, _self(TUNING_KIND), urgent=lambda obj: not obj.get("status")),)),
             Informer("Job", *self._core(client.BatchV1Api(self.api), "job"),
                      (Handler(job_mark, to_training_job),), label_selector=managed),
+            # A trial's pods ending free its GPUs: its tuning job hears of it at
+            # once, not after the Job controller and the trial's own pass.
             Informer("Pod", *self._core(client.CoreV1Api(self.api), "pod"),
-                     (Handler(pod_mark, to_training_job),), label_selector=managed),
+                     (Handler(pod_mark, to_training_job),
+                      Handler(_pod_end_mark, self._tuning_of_pod, urgent=_pod_succeeded)),
+                     label_selector=managed),
         ]
 
     def _watch(self, stop: threading.Event, informer: Informer) -> None:
@@ -254,6 +276,8 @@ class Controller:
                 result = self.reconcilers[key[0]].reconcile(key[1], key[2])
                 failures.pop(key, None)
                 outcome = "ok"
+                if result.created:
+                    self._trace(key, started, result)
                 if result.requeue_after:
                     self.queue.add(key, after=result.requeue_after)
             except RetryableError as exc:
@@ -272,6 +296,17 @@ class Controller:
             if RECONCILES is not None:
                 RECONCILES.labels(outcome).inc()
                 RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _trace(self, key: Key, started: float, result: Any) -> None:
+        """One line per pass that created children, with wall-clock times: when
+        the key was queued (the watch event that asked for it), when a worker
+        took it, when the pass ended (bench/tuning_controller.py splits the
+        latency with them)."""
+        now, wall = time.monotonic(), time.time()
+        taken = wall - (now - started)
+        trace.info(json.dumps({"trace": "created", "kind": key[0], "key": f"{key[1]}/{key[2]}",
+                               "queued": self.queue.queued_since(key) or taken, "taken": taken, "done": wall,
+                               "stages": dict(result.stages), "children": list(result.created)}))
 
     def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
         if leader is not None:
@@ -316,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--no-leader-election", action="store_true")
+    parser.add_argument("--trace", action="store_true",
+                        help="a timing line per pass that created children (queued, taken, done)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="DEBUG adds one line per status write, naming the fields that changed")
@@ -324,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     log.setLevel(args.log_level)
+    trace.setLevel(logging.INFO if args.trace else logging.WARNING)
     try:
         config.load_incluster_config()
     except config.ConfigException:

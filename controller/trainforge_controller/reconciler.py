@@ -48,6 +48,8 @@ StoreOpener = Callable[[str], ObjectStore]
 class Result:
     requeue_after: float | None = None
     phase: str | None = None
+    created: tuple[str, ...] = ()  # children this pass created (the controller's trace)
+    stages: tuple[tuple[str, float], ...] = ()  # seconds per stage of the pass (the trace)
 
 
 class Reconciler:
@@ -103,8 +105,7 @@ class Reconciler:
             job = TrainingJob.model_validate(_wire(raw))
         except ValidationError as exc:
             # The apiserver checks the schema; what only pydantic knows lands here.
-            problems = "; ".join(str(issue) for issue in issues_from(exc))  # as the SDK words them
-            invalid = _invalid(raw, f"invalid spec: {problems}", now)
+            invalid = _invalid(raw, invalid_spec(exc), now)
             return self._write(raw, None, invalid, invalid.events)
         issues = tenancy_issues(job, self.settings.default_output)
         if issues:  # terminal: another job's artifacts are not this spec's to write
@@ -262,6 +263,12 @@ def create_child(wire: Wire, path: str, body: dict[str, Any]) -> dict[str, Any] 
         raise
 
 
+def invalid_spec(exc: ValidationError) -> str:
+    """A spec's problems worded as the SDK words them, each with its field
+    path (``spec.inputs[0].uri``; cross-field rules carry their own paths)."""
+    return "invalid spec: " + "; ".join(str(issue) for issue in issues_from(exc))
+
+
 def api_message(exc: client.ApiException) -> str:
     """The apiserver's own words (its Status ``message``), else the reason."""
     try:
@@ -271,9 +278,8 @@ def api_message(exc: client.ApiException) -> str:
 
 
 def _invalid(raw: dict[str, Any], reason: str, now: datetime, kind: str = "InvalidSpec") -> Decision:
+    from trainforge.conditions import set_condition
     from trainforge.spec import TrainingJobStatus
-
-    from .status import set_condition
 
     status = TrainingJobStatus.model_validate(raw.get("status") or {})
     if status.phase.finished:

@@ -15,7 +15,7 @@ from typing import Any
 from trainforge.contract import read_failure_reason
 from trainforge.instances import InstanceType
 from trainforge.spec import Phase, TrainingJob, TrainingJobStatus
-from trainforge.spec.models import Condition
+from trainforge.conditions import enter_phase, set_condition
 from trainforge.staging import ArtifactURIs
 
 from trainforge.names import STOP_REASON_ANNOTATION
@@ -130,24 +130,6 @@ def only_the_clock(old: dict[str, Any], new: dict[str, Any], tolerance: float) -
     return bool(new["billableSeconds"] - old.get("billableSeconds", 0) < tolerance)
 
 
-def set_condition(conditions: list[Condition], kind: str, status: str, reason: str,
-                  message: str, now: datetime) -> list[Condition]:
-    """Kubernetes-style: lastTransitionTime changes only when status does."""
-    out = []
-    found = False
-    for c in conditions:
-        if c.type == kind:
-            found = True
-            when = c.last_transition_time if c.status == status else _fmt(now)
-            c = Condition(type=kind, status=status, reason=reason, message=message,  # type: ignore[arg-type]
-                          last_transition_time=when)
-        out.append(c)
-    if not found:
-        out.append(Condition(type=kind, status=status, reason=reason, message=message,  # type: ignore[arg-type]
-                             last_transition_time=_fmt(now)))
-    return out
-
-
 def _container(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any]:
     return next((s for s in statuses or [] if s.get("name") == name), {})
 
@@ -207,9 +189,8 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
             status.failure_reason = reason
         if phase.finished:
             status.end_time = status.end_time or _fmt(now)
-        kind = {Phase.COMPLETED: "Completed", Phase.FAILED: "Failed", Phase.STOPPED: "Stopped"}.get(phase)
-        if kind:
-            status.conditions = set_condition(status.conditions, kind, "True", phase.value, message, now)
+        if phase.finished:
+            status.conditions = enter_phase(status.conditions, phase.value, message, now)
         if phase != previous.phase:
             decision.events.append(("Warning" if phase == Phase.FAILED else "Normal", phase.value, message))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -38,20 +39,21 @@ from trainforge.names import (
     TRAINING_PLURAL, TRIAL_LABEL, TUNING_KIND, TUNING_PLURAL, VERSION,
 )
 from trainforge.spec import TrainingJob
-from trainforge.spec.loading import issues_from
 from trainforge.spec.tuning import (
-    BestTrial, EarlyStoppingType, StrategyType, TuningJob, TuningJobStatus, TuningSpecProblems,
+    BestTrial, EarlyStoppingType, StrategyType, TuningJob, TuningJobStatus,
 )
 from trainforge.tuning import TrialRecord, TrialState, plan
-from trainforge.tuning.engine import Plan
+from trainforge.tuning.engine import Plan, StudyMemo
 from trainforge.tuning.trials import trial_job, trial_number, trial_record
 
 from .cache import Cache
 from .credentials import JobCredentials
 from .errors import RetryableError, TerminalError
-from .reconciler import Result, _owned_by, _wire, create_child
+from .reconciler import Result, _owned_by, _wire, create_child, invalid_spec
 from .settings import ControllerSettings
-from .status import set_condition
+from trainforge.conditions import enter_phase, set_condition
+
+from .status import attempt_of, job_condition
 from .wire import Wire, group_path
 
 log = logging.getLogger("trainforge.controller")
@@ -98,6 +100,21 @@ def early_stops(trials: dict[int, Obj]) -> dict[int, str]:
     return out
 
 
+def hosts_released(jobs: list[Obj], pods: Callable[[str], list[Obj]], hosts: int) -> bool:
+    """Whether a trial's trainer has ended on every host: each pod of its
+    latest attempt Succeeded (a Succeeded pod holds no GPU for the scheduler).
+    Seen here the moment the pods end, not after kube's Job controller marks
+    the Job Complete and the trial's own pass reads its results, so the next
+    trial gets the GPUs without waiting for that bookkeeping."""
+    if not jobs:
+        return False
+    latest = max(jobs, key=attempt_of)
+    if job_condition(latest, "Failed"):
+        return False  # retried as a new attempt, which needs the hosts again
+    succeeded = [p for p in pods(latest["metadata"]["name"]) if (p.get("status") or {}).get("phase") == "Succeeded"]
+    return len(succeeded) >= hosts
+
+
 @dataclass
 class TuningDecision:
     status: TuningJobStatus
@@ -133,7 +150,7 @@ def tuning_status(old: TuningJobStatus, step: Plan, active: int, started: int, m
                                       "TrialsActive" if status.phase == "Running" else status.phase,
                                       status.message, now)
     if status.phase in FINISHED:
-        status.conditions = set_condition(status.conditions, status.phase, "True", status.phase, status.message, now)
+        status.conditions = enter_phase(status.conditions, status.phase, status.message, now)
     return TuningDecision(status, events)
 
 
@@ -163,6 +180,9 @@ class TuningReconciler:
         # trial uid -> (resourceVersion, the parsed TrainingJob): a pass parses
         # only the trials that changed (1,000 parses took ~1 s a pass).
         self._parsed: dict[str, tuple[str, TrainingJob]] = {}
+        # (namespace, name) -> (uid, its study), kept between passes (only speed: a
+        # new controller rebuilds it from the trials; a key is never reconciled twice at once)
+        self._studies: dict[tuple[str, str], tuple[str, StudyMemo]] = {}
 
     def reconcile(self, namespace: str, name: str) -> Result:
         try:
@@ -211,8 +231,17 @@ class TuningReconciler:
             metric_records: list[Any] = []
             if with_series:
                 metric_records = self._metric_records(job, raw)
-            out.append(trial_record(tuning.spec, number, job, metric_records, number in stops))
+            out.append(trial_record(tuning.spec, number, job, metric_records, number in stops,
+                                    released=self._released(job, raw)))
         return out
+
+    def _released(self, job: TrainingJob, raw: Obj) -> bool:
+        if job.status is not None and job.status.phase.finished:
+            return False  # not active: nothing to release
+        meta = raw["metadata"]
+        namespace = meta["namespace"]
+        jobs = [j for j in self.cache.jobs.by_label(namespace, meta["name"]) if _owned_by(j, meta["uid"])]
+        return hosts_released(jobs, lambda name: self.cache.pods.by_label(namespace, name), job.spec.instance.count)
 
     def _parse(self, raw: Obj) -> TrainingJob:
         meta = raw["metadata"]
@@ -258,22 +287,22 @@ class TuningReconciler:
 
     # -- the pass -----------------------------------------------------------------
     def _reconcile(self, namespace: str, name: str) -> Result:
+        began = time.monotonic()
         raw = self.cache.tuning_jobs.get(namespace, name)
         if raw is None:
+            self._studies.pop((namespace, name), None)
             return Result()
         now = self.clock()
         old = TuningJobStatus.model_validate(raw.get("status") or {})
         try:
             tuning = TuningJob.model_validate(_wire(raw))
-        except (ValidationError, TuningSpecProblems) as exc:
-            # The apiserver checks the schema; the rules between fields land here.
-            if isinstance(exc, ValidationError):
-                problems = "; ".join(str(issue) for issue in issues_from(exc))
-            else:
-                problems = "; ".join(f"spec.{'.'.join(map(str, p))}: {m}" for p, m in exc.problems)
-            return self._write(raw, failed_status(old, f"invalid spec: {problems}", "InvalidSpec", now))
+        except ValidationError as exc:
+            # The apiserver checks the schema; the rules between fields land here
+            # (raised in pydantic's validators, so they arrive as its errors).
+            return self._write(raw, failed_status(old, invalid_spec(exc), "InvalidSpec", now))
         if old.phase in FINISHED:
             self.forget(self.trials(raw))
+            self._studies.pop((namespace, name), None)
             return Result(phase=old.phase)
         uid = raw["metadata"]["uid"]
         trials = self.trials(raw)
@@ -286,7 +315,12 @@ class TuningReconciler:
         started = parse_time(old.start_time) if old.start_time else now
         elapsed = (now - started).total_seconds()
         stop_requested = (raw["metadata"].get("annotations") or {}).get(STOP_ANNOTATION) == "true"
-        step = plan(tuning.spec, records, elapsed, stop_requested, warm)
+        held = self._studies.get((namespace, name))
+        if held is None or held[0] != uid:  # new, or a namesake of a deleted one
+            held = self._studies[(namespace, name)] = (uid, StudyMemo())
+        observed = time.monotonic()
+        step = plan(tuning.spec, records, elapsed, stop_requested, warm, held[1])
+        planned = time.monotonic()
 
         # -- apply: stops, then new trials, then the status once ---------------------
         for number, reason in step.stop:
@@ -295,17 +329,23 @@ class TuningReconciler:
                 continue
             self._patch_trial(namespace, trial["metadata"]["name"], stop_patch(reason, step.finished is None))
         next_number = max(trials, default=-1) + 1
+        created: list[str] = []
         for offset, hyperparameters in enumerate(step.new):
             body = trial_body(tuning, uid, next_number + offset, hyperparameters)
             try:
-                created = create_child(self.wire, group_path(f"{GROUP}/{VERSION}", namespace, TRAINING_PLURAL), body)
+                made = create_child(self.wire, group_path(f"{GROUP}/{VERSION}", namespace, TRAINING_PLURAL), body)
             except TerminalError as exc:
                 return self._write(raw, failed_status(old, str(exc), "TrialRejected", now))
-            if created is not None:  # seen at once: the next pass numbers after it
-                self.cache.training_jobs.upsert(created, newer_only=True)
+            if made is not None:  # seen at once: the next pass numbers after it
+                self.cache.training_jobs.upsert(made, newer_only=True)
+            created.append(body["metadata"]["name"])
         active = sum(1 for r in records if r.state.active) + len(step.new)
         decision = tuning_status(old, step, active, len(records) + len(step.new), tuning.spec.limits.max_trials, now)
+        applied = time.monotonic()
         result = self._write(raw, decision)
+        result.created = tuple(created)
+        result.stages = (("observe", observed - began), ("plan", planned - observed),
+                         ("stop+create", applied - planned), ("status", time.monotonic() - applied))
         if decision.status.phase not in FINISHED:
             # Trial events queue a pass; time alone must too: the runtime limit,
             # and the series of running trials where a rule reads them.

@@ -34,6 +34,10 @@ class WorkQueue(Generic[Key]):
         self._delayed: list[tuple[float, int, Key]] = []
         self._waiting: dict[Key, float] = {}  # key -> when it is due; one per key, the earliest
         self._sequence = 0  # ties in the heap never compare keys
+        # Wall clock when a key was first queued, until a worker takes it (the
+        # controller's trace: how long a key waited for a worker).
+        self._since: dict[Key, float] = {}
+        self._taken_since: dict[Key, float] = {}
 
     def add(self, key: Key, after: float = 0.0, urgent: bool = False) -> None:
         with self._cv:
@@ -45,12 +49,14 @@ class WorkQueue(Generic[Key]):
                     heapq.heappush(self._delayed, (due, self._sequence, key))
             elif key in self._busy:
                 self._dirty[key] = self._dirty.get(key, False) or urgent
+                self._since.setdefault(key, time.time())  # asked for now, though served after this pass
             else:
                 self._enqueue(key, urgent)
             self._cv.notify()
 
     def _enqueue(self, key: Key, urgent: bool) -> None:
         held = self._queued.get(key)
+        self._since.setdefault(key, time.time())
         if held is None or (urgent and not held):  # new, or promoted (the normal copy goes stale)
             self._queued[key] = urgent
             (self._urgent if urgent else self._normal).append(key)
@@ -75,14 +81,21 @@ class WorkQueue(Generic[Key]):
                         if self._queued.get(key) is urgent:  # else a stale copy: skip it
                             del self._queued[key]
                             self._busy.add(key)
+                            self._taken_since[key] = self._since.pop(key, time.time())
                             return key
                 wait = timeout if not self._delayed else min(timeout, self._delayed[0][0] - now)
                 self._cv.wait(max(0.01, wait))
         return None
 
+    def queued_since(self, key: Key) -> float | None:
+        """Wall clock when the key a worker holds was queued (``time.time()``)."""
+        with self._cv:
+            return self._taken_since.get(key)
+
     def done(self, key: Key) -> None:
         with self._cv:
             self._busy.discard(key)
+            self._taken_since.pop(key, None)
             if key in self._dirty:
                 self._enqueue(key, self._dirty.pop(key))
                 self._cv.notify()

@@ -16,6 +16,7 @@ from .backends import Backend, get_backend
 from .backends.base import Validating
 from .errors import JobFailed, SpecError, SpecIssue
 from .spec import Phase, TrainingJob, TrainingJobStatus, check_job_name, parse_job
+from .spec.models import generated_name
 from .staging import channel_uri, download_model
 from .storage import NullProgress, TransferProgress, open_store
 from .uris import SCHEMES
@@ -103,14 +104,22 @@ def _is_uri(text: str) -> bool:
 def _resolve_data(data: Any, job_name: str, backend: Backend,
                   progress: TransferProgress | None) -> list[dict[str, str]]:
     """``data`` as input channels; local paths are uploaded for the user."""
+    inputs, uploads = _plan_data(data, job_name, backend)
+    _upload(uploads, progress)
+    return inputs
+
+
+def _plan_data(data: Any, job_name: str, backend: Backend) -> tuple[list[dict[str, str]], list[tuple[Path, str]]]:
+    """``data`` as input channels, and the (local path, target URI) uploads
+    that make them true; nothing is written yet."""
     if data is None:
-        return []
+        return [], []
     if isinstance(data, (str, os.PathLike)):
         data = {"train": data}
     if not isinstance(data, Mapping):
         raise SpecError([SpecIssue("data", "expected a URI, a local path or a dict of channel -> URI/path, "
                                            f"got {type(data).__name__}")])
-    inputs = []
+    inputs, uploads = [], []
     for channel, source in data.items():
         source = os.fspath(source)
         if not _is_uri(source):
@@ -120,16 +129,20 @@ def _resolve_data(data: Any, job_name: str, backend: Backend,
                                                               "(expected a URI or an existing file or folder)")])
             # The backend's namespace (the kubernetes backend sets it on submit), else the spec's default.
             namespace = getattr(backend, "namespace", None) or "default"
-            target = channel_uri(backend.default_data_root(), namespace, job_name, channel)
-            store = open_store(target)
-            store.ensure_bucket(target)
-            if path.is_dir():
-                store.upload_dir(str(path), target, progress=progress or NullProgress())
-            else:
-                store.upload_file(str(path), target, progress=progress or NullProgress())
-            source = str(target)
+            source = str(channel_uri(backend.default_data_root(), namespace, job_name, channel))
+            uploads.append((path, source))
         inputs.append({"channel": str(channel), "uri": source})
-    return inputs
+    return inputs, uploads
+
+
+def _upload(uploads: list[tuple[Path, str]], progress: TransferProgress | None) -> None:
+    for path, target in uploads:
+        store = open_store(target)
+        store.ensure_bucket(target)
+        if path.is_dir():
+            store.upload_dir(str(path), target, progress=progress or NullProgress())
+        else:
+            store.upload_file(str(path), target, progress=progress or NullProgress())
 
 
 def submit_job(
@@ -161,10 +174,11 @@ def submit_job(
     it, so a new job starts with what an earlier one left there.
     """
     chosen = _resolve_backend(backend)
-    metadata: dict[str, Any] = {"name": name} if name else {"generateName": _name_prefix(image)}
+    # The name comes first: local data is uploaded under it.
+    job_name = check_job_name(name) if name else generated_name(_name_prefix(image))
+    metadata: dict[str, Any] = {"name": job_name}
     if labels:
         metadata["labels"] = dict(labels)
-    job = parse_job({"metadata": metadata, "spec": {"image": image}})  # fixes the name first
     spec: dict[str, Any] = {
         "image": image,
         "instance": {"type": instance} if isinstance(instance, str) else dict(instance),
@@ -182,12 +196,15 @@ def submit_job(
         spec["stopping"] = {"maxRuntimeSeconds": max_runtime_seconds}
     if max_attempts is not None:
         spec["retry"] = {"maxAttempts": max_attempts}
-    # Validate everything but the data before uploading anything.
-    draft = parse_job({"metadata": {**metadata, "name": job.name}, "spec": spec})
-    if isinstance(chosen, Validating):
-        chosen.validate(draft)
-    spec["inputs"] = _resolve_data(data, job.name, chosen, progress)
-    handle = submit({"metadata": {**metadata, "name": job.name}, "spec": spec}, backend=chosen)
+    spec["inputs"], uploads = _plan_data(data, job_name, chosen)
+    job = parse_job({"metadata": metadata, "spec": spec})  # the one parse, the data's final URIs included
+    if uploads:
+        # Everything the backend can tell is wrong, before anything is uploaded
+        # (its submit checks again what may have changed meanwhile).
+        if isinstance(chosen, Validating):
+            chosen.validate(job)
+        _upload(uploads, progress)
+    handle = submit(job, backend=chosen)
     if wait:
         handle.wait()
     return handle

@@ -11,7 +11,8 @@ from trainforge.instances import DEFAULT_CATALOG
 from trainforge.spec import Phase, TrainingJob
 from trainforge.spec.models import Condition
 from trainforge.staging import ArtifactURIs
-from trainforge_controller.status import Observed, decide, headline_metric, only_the_clock, set_condition
+from trainforge.conditions import set_condition
+from trainforge_controller.status import Observed, decide, headline_metric, only_the_clock
 
 NOW = datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc)
 T0 = "2026-01-01T12:00:00Z"

@@ -87,7 +87,9 @@ def test_trials_run_with_bounded_parallelism_and_the_best_is_found(harness: Harn
     resume(h, "tune-000")  # one ends: exactly one more starts
     wait_until(lambda: sorted(trials(h, "tune")) == ["tune-000", "tune-001", "tune-002"], timeout=30,
                what="trial 2 after trial 0 ended")
-    assert phase_of(trials(h, "tune")["tune-000"]) == "Completed"
+    # Its pod Succeeded made the room; the trial's own status follows.
+    wait_until(lambda: phase_of(trials(h, "tune")["tune-000"]) == "Completed", timeout=30, what="trial 0 Completed")
+    assert sorted(trials(h, "tune")) == ["tune-000", "tune-001", "tune-002"]
     for name in ("tune-001", "tune-002"):
         resume(h, name)
     wait_until(lambda: "tune-003" in trials(h, "tune"), timeout=30, what="trial 3")

@@ -44,3 +44,48 @@ def test_a_trial_is_owned_named_and_labelled_and_a_stop_says_why() -> None:
     ended = {"metadata": stop_patch("tuning job ended: stopped on request", early=False)["metadata"]}
     assert early_stops({1: early, 2: ended, 3: {"metadata": {}}}) == {1: "early stopping (median rule): worse"}
     assert ended["metadata"]["annotations"]["trainforge.dev/stop"] == "true"
+
+
+def test_a_trial_releases_its_hosts_when_every_pod_of_its_latest_attempt_succeeded() -> None:
+    from trainforge_controller.tuning import hosts_released
+
+    def job(attempt: int, failed: bool = False) -> dict:
+        conditions = [{"type": "Failed", "status": "True"}] if failed else []
+        return {"metadata": {"name": f"t-a{attempt}", "labels": {"trainforge.dev/attempt": str(attempt)}},
+                "status": {"conditions": conditions}}
+
+    def pods(*phases: str) -> dict:
+        return {f"t-a{a}": [{"status": {"phase": p}} for p in phases] for a in (1, 2)}
+
+    by = lambda table: (lambda name: table.get(name, []))
+    assert not hosts_released([], by({}), 1), "no attempt yet"
+    assert hosts_released([job(1)], by(pods("Succeeded")), 1)
+    assert not hosts_released([job(1)], by(pods("Running")), 1)
+    assert not hosts_released([job(1)], by(pods("Succeeded", "Running")), 2), "one host still trains"
+    assert hosts_released([job(1)], by(pods("Succeeded", "Succeeded")), 2)
+    assert not hosts_released([job(1, failed=True)], by(pods("Succeeded")), 1), "a retry needs the hosts again"
+    assert hosts_released([job(1, failed=True), job(2)], by({"t-a2": [{"status": {"phase": "Succeeded"}}]}), 1)
+
+
+def test_the_controller_words_invalid_specs_with_the_sdks_field_paths() -> None:
+    """Both reconcilers: ``spec.inputs[0].uri``, ``spec.parameters[0]`` (never
+    ``spec.parameters.0``), cross-field tuning rules with their own paths."""
+    import pytest
+    from pydantic import ValidationError
+    from trainforge.spec import TrainingJob
+    from trainforge.spec.tuning import TuningJob
+    from trainforge_controller.reconciler import invalid_spec
+
+    from tests.unit.test_tuning_spec import doc
+
+    with pytest.raises(ValidationError) as bad_job:
+        TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": {
+            "image": "registry.example.com/x:1", "instance": {"type": "cpu"},
+            "inputs": [{"channel": "train", "uri": "ftp://nope"}]}})
+    assert invalid_spec(bad_job.value).startswith("invalid spec: spec.inputs[0].uri: ")
+    with pytest.raises(ValidationError) as bad_range:
+        TuningJob.model_validate(doc(parameters=[{"name": "lr", "type": "Continuous", "min": 1, "max": 0.5}]))
+    assert invalid_spec(bad_range.value) == "invalid spec: spec.parameters[0]: min (1) must be less than max (0.5)"
+    with pytest.raises(ValidationError) as no_metric:
+        TuningJob.model_validate(doc(objective={"metric": "nope", "type": "Maximize"}))
+    assert invalid_spec(no_metric.value).startswith("invalid spec: spec.objective.metric: 'nope' is not a metric")

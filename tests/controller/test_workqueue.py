@@ -83,3 +83,24 @@ def test_get_returns_none_once_stopped() -> None:
     stop.set()
     q.add("a")
     assert q.get(stop) is None
+
+
+def test_a_key_remembers_when_it_was_first_asked_for() -> None:
+    """The trace's 'queued': the first add, kept through later adds and
+    through a pass of the same key that was running when it was asked for."""
+    q: WorkQueue[str] = WorkQueue()
+    before = time.time()
+    q.add("a")
+    q.add("a", urgent=True)
+    assert q.get(STOP, timeout=0.01) == "a"
+    first = q.queued_since("a")
+    assert first is not None and before <= first <= time.time()
+    asked = time.time()
+    q.add("a")  # while its pass runs
+    time.sleep(0.05)
+    q.done("a")
+    assert q.get(STOP, timeout=0.01) == "a"
+    again = q.queued_since("a")
+    assert again is not None and asked <= again < asked + 0.04
+    q.done("a")
+    assert q.queued_since("a") is None

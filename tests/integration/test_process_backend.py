@@ -444,6 +444,22 @@ def test_invalid_arguments_name_their_spec_path(home: Path) -> None:
     assert_nothing_created(home)
 
 
+def test_submit_job_parses_the_spec_once_with_the_uploaded_datas_uris(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainforge.client
+
+    parsed: list[Any] = []
+    real = trainforge.client.parse_job
+    monkeypatch.setattr(trainforge.client, "parse_job", lambda *a, **k: parsed.append(real(*a, **k)) or parsed[-1])
+    (tmp_path / "data.csv").write_text("x\n1\n")
+    job = trainforge.submit_job(str(FAULTS), data={"train": tmp_path / "data.csv"}, hparams=faults("ok"),
+                                name="parsed-once")
+    assert len(parsed) == 1
+    [channel] = parsed[0].spec.inputs
+    assert channel.uri.endswith("/default/parsed-once/train/") and job.describe().spec.inputs == [channel]
+    assert job.wait(timeout=60).phase is Phase.COMPLETED
+
+
 def test_missing_local_data(home: Path, tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         trainforge.submit_job(str(FAULTS), data={"train": tmp_path / "absent"})

@@ -196,3 +196,37 @@ def test_tune_spec_from_the_cli(home: Path, tmp_path: Path) -> None:
     assert "spec.objective.metric: 'nope' is not a metric of trainingJobTemplate.metrics" in refused.output
     missing = runner.invoke(main, ["tuning", "status", "no-such-tuning"])
     assert missing.exit_code == 3
+
+
+def test_a_trial_stopped_before_its_supervisor_started_counts_as_stopped(home: Path) -> None:
+    """A trial stopped (SIGTERM) while its job supervisor is still starting
+    (before it can take the signal) used to make the submit raise and fail the
+    whole tuning job; it is a stopped trial and the search goes on."""
+    import threading
+
+    from trainforge.backends.local.backend import LocalBackend
+
+    jobs = LocalBackend("process")
+    first = jobs.jobdir("race-000")
+    stopped = threading.Event()
+
+    def stop_trial_0_as_it_starts() -> None:
+        wait_until(first.pid_file.exists, timeout=60, what="trial 0's supervisor spawned", interval=0.001)
+        jobs.stop("race-000")
+        stopped.set()
+
+    watcher = threading.Thread(target=stop_trial_0_as_it_starts, daemon=True)
+    watcher.start()
+    handle = trainforge.submit_tuning_job(
+        str(REPO / "tests" / "trainers" / "curves"), None, "local", {"lr": trainforge.Continuous(0.1, 0.5)},
+        "val:acc", hparams={"steps": 3, "delay": 0.01}, metrics={"val:acc": r"val_acc=([0-9.]+)"},
+        strategy="Random", seed=2, max_trials=3, max_parallel=1, name="race")
+    status = handle.wait(timeout=120)
+    watcher.join(timeout=5)
+    assert stopped.is_set()
+    assert status.phase == "Completed", status.message
+    assert (status.trials.completed, status.trials.stopped, status.trials.failed) == (2, 1, 0)
+    trial = jobs.get("race-000")
+    assert trial.status is not None and trial.status.phase == Phase.STOPPED
+    # The race was won: the stop came before the supervisor could take SIGTERM.
+    assert trial.status.message == "stopped before its supervisor started" and not first.started

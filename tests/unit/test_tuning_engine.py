@@ -222,6 +222,24 @@ def test_parallelism_and_budget_bound_new_trials() -> None:
     assert len(plan(spec, done).new) == 1
 
 
+def test_a_trial_whose_hosts_are_released_leaves_room_but_still_counts_as_active() -> None:
+    """A trial whose trainer ended (pods Succeeded, results still being read)
+    frees its slot at once; it is still active: not in the counts' completed,
+    and the tuning job does not finish before it does."""
+    from dataclasses import replace
+
+    spec = spec_of(limits={"maxTrials": 4, "maxParallelTrials": 2})
+    trials = [run(0, {1: 0.5}), run(1, {1: 0.5})]
+    assert plan(spec, trials).new == []
+    freed = [replace(trials[0], released=True), trials[1]]
+    step = plan(spec, freed)
+    assert len(step.new) == 1 and step.counts.running == 2 and step.finished is None
+    both = spec_of(limits={"maxTrials": 8, "maxParallelTrials": 2})
+    assert len(plan(both, [replace(t, released=True) for t in trials]).new) == 2
+    last = [run(i, {1: 0.5}, TrialState.COMPLETED) for i in range(3)] + [replace(trials[1], number=3, released=True)]
+    assert plan(spec, last).finished is None, "not finished while a released trial's results are out"
+
+
 def test_objective_series_from_metric_records() -> None:
     records = [{"name": "acc", "value": 0.5, "step": 1}, {"name": "loss", "value": 2.0},
                {"name": "acc", "value": "0.7", "step": 2}, {"name": "acc", "value": "bad"},
@@ -241,3 +259,59 @@ def test_random_proposals_skip_the_rebuild_and_draw_the_same() -> None:
     rebuilt = [to_wire(spec.parameters, study.ask(distributions(spec.parameters)).params) for _ in range(4)]
     assert propose(spec, trials, 4) == rebuilt
     assert propose(spec, trials[:-1], 4) != rebuilt  # the seed counts the trials recorded
+
+
+@pytest.mark.parametrize("strategy", [
+    {"type": "Bayesian", "seed": 3},
+    {"type": "Hyperband", "seed": 3, "hyperband": {"minResource": 1, "maxResource": 5, "reductionFactor": 3}},
+])
+def test_a_held_study_proposes_exactly_what_a_full_rebuild_does(strategy: dict[str, Any]) -> None:
+    """The driver's StudyMemo adds only what changed between decisions (new
+    trials, new intermediate values, trials that ended); at every decision of
+    a whole simulated tuning job it draws what a study rebuilt from every
+    record draws, and it rebuilt only when it had to."""
+    from trainforge.tuning.engine import StudyMemo
+
+    spec = spec_of(strategy=strategy, limits={"maxTrials": 20, "maxParallelTrials": 4})
+    memo = StudyMemo()
+    trials: list[TrialRecord] = []
+    decisions = 0
+    for pass_no in range(400):
+        full = plan(spec, trials)
+        held = plan(spec, trials, memo=memo)
+        assert held.new == full.new and held.stop == full.stop
+        decisions += bool(full.new)
+        stops = dict(full.stop)
+        advanced = []
+        for t in trials:
+            if t.number in stops:
+                t = TrialRecord(t.number, t.name, t.hyperparameters, TrialState.EARLY_STOPPED, t.series)
+            elif t.state == TrialState.RUNNING and (t.number + pass_no) % 3:  # trials advance unevenly
+                step = (t.last_step or 0) + 1
+                series = {**t.series, step: score(dict(t.hyperparameters), step)}
+                done = step >= 5
+                t = TrialRecord(t.number, t.name, t.hyperparameters,
+                                TrialState.COMPLETED if done else TrialState.RUNNING, series,
+                                series[step] if done else None)
+            advanced.append(t)
+        trials = advanced + [TrialRecord(len(advanced) + i, f"t-{len(advanced) + i}", hp, TrialState.RUNNING)
+                             for i, hp in enumerate(full.new)]
+        if full.finished:
+            break
+    assert full.finished is not None and len(trials) == 20 and decisions > 5
+    assert memo.rebuilds == 1
+    # Another spec, then a record that changed what cannot change (a finished
+    # trial's value): each rebuilds, and the draws still agree.
+    more = spec_of(strategy=strategy, limits={"maxTrials": 24, "maxParallelTrials": 4})
+    assert propose(more, trials, 2, memo=memo) == propose(more, trials, 2)
+    assert memo.rebuilds == 2
+    first = next(t.number for t in trials if t.state == TrialState.COMPLETED)
+    changed = [replace_value(t, 0.123) if t.number == first else t for t in trials]
+    assert propose(more, changed, 2, memo=memo) == propose(more, changed, 2)
+    assert memo.rebuilds == 3
+
+
+def replace_value(trial: TrialRecord, value: float) -> TrialRecord:
+    from dataclasses import replace
+
+    return replace(trial, final_objective=value)

@@ -138,8 +138,13 @@ class Metadata(_Model):
             prefix = data.get("generateName") or data.get("generate_name")
             # A bad prefix generates nothing: its own error names metadata.generateName.
             if isinstance(prefix, str) and len(prefix) <= 57 and re.match(GENERATE_NAME_PATTERN, prefix):
-                data = {**data, "name": f"{prefix}{secrets.token_hex(3)}"}
+                data = {**data, "name": generated_name(prefix)}
         return data
+
+
+def generated_name(prefix: str) -> str:
+    """What ``metadata.generateName: prefix`` becomes."""
+    return f"{prefix}{secrets.token_hex(3)}"
 
 
 class Instance(_Model):

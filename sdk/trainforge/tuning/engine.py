@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState as OptunaState
@@ -62,30 +63,120 @@ def _optuna_state(trial: TrialRecord) -> OptunaState:
     return OptunaState.PRUNED
 
 
-def rebuild_study(spec: TuningJobSpec, trials: Sequence[TrialRecord],
-                  warm: Sequence[TrialRecord] = ()) -> optuna.Study:
-    """An in-memory study holding ``warm`` (parents' trials, when they fit
-    today's ranges) then ``trials`` in number order."""
-    direction = "maximize" if spec.objective.type == ObjectiveType.MAXIMIZE else "minimize"
-    study = optuna.create_study(direction=direction, sampler=_sampler(spec, len(trials)))
-    dists = distributions(spec.parameters)
+@dataclass(frozen=True)
+class _Entry:
+    """What one trial of a study was made from."""
+
+    params: dict[str, Any]
+    state: OptunaState
+    value: float | None
+    intermediate: dict[int, float]
+
+
+def _entries(spec: TuningJobSpec, trials: Sequence[TrialRecord], warm: Sequence[TrialRecord]) -> list[_Entry]:
+    """``warm`` (parents' trials, when they fit today's ranges) then ``trials``
+    in number order, as the study holds them."""
+    out = []
     for trial in [*warm, *sorted(trials, key=lambda t: t.number)]:
         params = from_wire(spec.parameters, trial.hyperparameters)
         if params is None:
             continue
         state = _optuna_state(trial)
-        study.add_trial(create_trial(
-            params=params, distributions=dists, state=state,
-            value=trial.final_objective if state == OptunaState.COMPLETE else None,
-            intermediate_values={s: v for s, v in trial.series.items() if math.isfinite(v)},
-        ))
+        out.append(_Entry(params, state, trial.final_objective if state == OptunaState.COMPLETE else None,
+                          {s: v for s, v in trial.series.items() if math.isfinite(v)}))
+    return out
+
+
+def _add(study: optuna.Study, dists: dict[str, Any], entry: _Entry) -> None:
+    study.add_trial(create_trial(params=entry.params, distributions=dists, state=entry.state, value=entry.value,
+                                 intermediate_values=entry.intermediate))
+
+
+def _new_study(spec: TuningJobSpec, recorded: int) -> optuna.Study:
+    direction = "maximize" if spec.objective.type == ObjectiveType.MAXIMIZE else "minimize"
+    return optuna.create_study(direction=direction, sampler=_sampler(spec, recorded))
+
+
+def rebuild_study(spec: TuningJobSpec, trials: Sequence[TrialRecord],
+                  warm: Sequence[TrialRecord] = ()) -> optuna.Study:
+    """An in-memory study holding ``warm`` (parents' trials, when they fit
+    today's ranges) then ``trials`` in number order."""
+    study = _new_study(spec, len(trials))
+    dists = distributions(spec.parameters)
+    for entry in _entries(spec, trials, warm):
+        _add(study, dists, entry)
     return study
 
 
+class StudyMemo:
+    """One tuning job's study kept between decisions, so a decision adds only
+    what changed instead of rebuilding a study of every trial (Optuna copies
+    each trial it is handed: seconds per decision at 1,000 trials on a busy
+    machine).
+
+    Each decision brings the held study level with the records: new trials
+    are added; a trial still running in the study gets its new intermediate
+    values and, once it has ended, its state and value (Optuna lets a running
+    trial change, never a finished one). Anything else -- a finished trial
+    that changed, records out of order, another spec -- rebuilds it whole. The
+    study then holds what :func:`rebuild_study` would build, and proposals
+    are the same draws (a unit test and ``bench/tuning_study.py``
+    compare them); a driver that loses its memo loses nothing but time."""
+
+    def __init__(self) -> None:
+        self._storage: optuna.storages.InMemoryStorage | None = None
+        self._study: optuna.Study | None = None
+        self._key: str | None = None
+        self._held: list[tuple[int, _Entry]] = []  # (Optuna trial id, what it was made from)
+        self.rebuilds = 0
+
+    def study(self, spec: TuningJobSpec, trials: Sequence[TrialRecord],
+              warm: Sequence[TrialRecord] = ()) -> optuna.Study:
+        entries = _entries(spec, trials, warm)
+        key = spec.model_dump_json()
+        if self._study is None or key != self._key or not self._level(entries):
+            self.rebuilds += 1
+            self._storage = optuna.storages.InMemoryStorage()
+            direction = "maximize" if spec.objective.type == ObjectiveType.MAXIMIZE else "minimize"
+            self._study = optuna.create_study(storage=self._storage, direction=direction)
+            self._key, self._held = key, []
+        assert self._study is not None
+        dists = distributions(spec.parameters)
+        for entry in entries[len(self._held):]:
+            _add(self._study, dists, entry)
+            self._held.append((self._study.get_trials(deepcopy=False)[-1]._trial_id, entry))
+        self._study.sampler = _sampler(spec, len(trials))
+        return self._study
+
+    def _level(self, entries: list[_Entry]) -> bool:
+        """Bring the trials held with ``entries``; False when only a rebuild can."""
+        assert self._storage is not None
+        if len(entries) < len(self._held):
+            return False
+        changes = []
+        for (trial_id, held), entry in zip(self._held, entries):
+            if held == entry:
+                continue
+            grown = all(entry.intermediate.get(s) == v for s, v in held.intermediate.items())
+            if held.state != OptunaState.RUNNING or held.params != entry.params or not grown:
+                return False
+            changes.append((trial_id, held, entry))
+        for trial_id, held, entry in changes:
+            for step, value in entry.intermediate.items():
+                if step not in held.intermediate:
+                    self._storage.set_trial_intermediate_value(trial_id, step, value)
+            if entry.state != OptunaState.RUNNING:
+                self._storage.set_trial_state_values(trial_id, entry.state,
+                                                     None if entry.value is None else [entry.value])
+        self._held = [(trial_id, entry) for (trial_id, _), entry in zip(self._held, entries)]
+        return True
+
+
 def propose(spec: TuningJobSpec, trials: Sequence[TrialRecord], count: int,
-            warm: Sequence[TrialRecord] = ()) -> list[dict[str, str]]:
+            warm: Sequence[TrialRecord] = (), memo: StudyMemo | None = None) -> list[dict[str, str]]:
     """The hyperparameters of the next ``count`` trials (fewer when a grid
-    runs out). Deterministic for a seeded spec and the same records."""
+    runs out). Deterministic for a seeded spec and the same records; with a
+    ``memo`` (a driver's, per tuning job) the same draws, sooner."""
     if count <= 0:
         return []
     if spec.strategy.type == StrategyType.GRID:
@@ -98,13 +189,20 @@ def propose(spec: TuningJobSpec, trials: Sequence[TrialRecord], count: int,
         # which cost ~2 s per decision at 1,000 trials.
         study = rebuild_study(spec, [])
         study.sampler = _sampler(spec, len(trials))
+    elif memo is not None:
+        study = memo.study(spec, trials, warm)
     else:
         study = rebuild_study(spec, trials, warm)
     dists = distributions(spec.parameters)
-    out = []
+    out, asked = [], []
     for _ in range(count):
-        asked = study.ask(dists)  # stays RUNNING in the study: the next ask sees it
-        out.append(to_wire(spec.parameters, asked.params))
+        asked.append(study.ask(dists))  # stays RUNNING in the study: the next ask sees it
+        out.append(to_wire(spec.parameters, asked[-1].params))
+    if memo is not None:
+        # Held on, the asks must not count next time (their trials come back as
+        # records): Failed trials are what every sampler here skips.
+        for trial in asked:
+            study.tell(trial, state=OptunaState.FAIL)
     return out
 
 
@@ -183,8 +281,9 @@ def _verdict(spec: TuningJobSpec, trials: Sequence[TrialRecord], best: TrialReco
 
 
 def plan(spec: TuningJobSpec, trials: Sequence[TrialRecord], elapsed_seconds: float = 0.0,
-         stop_requested: bool = False, warm: Sequence[TrialRecord] = ()) -> Plan:
-    """The whole decision for one pass. Pure: same inputs, same plan."""
+         stop_requested: bool = False, warm: Sequence[TrialRecord] = (), memo: StudyMemo | None = None) -> Plan:
+    """The whole decision for one pass. Pure: same inputs, same plan (a
+    ``memo`` makes it faster, not different)."""
     best = best_trial(spec, trials)
     result = Plan(counts=counts(trials), best=best)
     result.finished = _verdict(spec, trials, best, elapsed_seconds, stop_requested)
@@ -196,7 +295,8 @@ def plan(spec: TuningJobSpec, trials: Sequence[TrialRecord], elapsed_seconds: fl
         result.stop = successive_halving(trials, spec.objective, spec.strategy.hyperband)
     elif spec.early_stopping.type == EarlyStoppingType.MEDIAN:
         result.stop = median_rule(trials, spec.objective, spec.early_stopping)
-    active = sum(1 for t in trials if t.state.active) - len(result.stop)
+    stopping = {number for number, _ in result.stop}
+    active = sum(1 for t in trials if t.state.active and not t.released and t.number not in stopping)
     room = min(spec.limits.max_parallel_trials - active, spec.limits.max_trials - len(trials))
-    result.new = propose(spec, trials, room, warm)
+    result.new = propose(spec, trials, room, warm, memo)
     return result

@@ -34,6 +34,10 @@ class TrialRecord:
     state: TrialState
     series: Mapping[int, float] = field(default_factory=dict)  # step -> objective value
     final_objective: float | None = None   # completed trials: the objective's last value
+    # Its trainer has ended and its hosts are free; its results are still being
+    # collected (log archive, metric fold). Still active, but it holds no slot of
+    # maxParallelTrials: the next trial need not wait for the bookkeeping.
+    released: bool = False
 
     @property
     def last_step(self) -> int | None:

@@ -68,8 +68,9 @@ def trial_state(phase: Phase, early_stopped: bool) -> TrialState:
 
 
 def trial_record(spec: TuningJobSpec, number: int, job: TrainingJob, metric_records: Iterable[Any],
-                 early_stopped: bool = False) -> TrialRecord:
-    """What the engine sees of one trial job."""
+                 early_stopped: bool = False, released: bool = False) -> TrialRecord:
+    """What the engine sees of one trial job. ``released``: its hosts are free
+    although its phase has not ended yet (the controller sees its pods end)."""
     tuned = {p.name for p in spec.parameters}
     status = job.status
     phase = status.phase if status is not None else Phase.PENDING
@@ -83,4 +84,5 @@ def trial_record(spec: TuningJobSpec, number: int, job: TrainingJob, metric_reco
         number=number, name=job.name,
         hyperparameters={k: v for k, v in job.spec.hyperparameters.items() if k in tuned},
         state=trial_state(phase, early_stopped), series=series, final_objective=final,
+        released=released,
     )

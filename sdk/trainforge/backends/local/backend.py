@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ..._time import utc_now
 from ...artifacts import tenancy_issues
+from ...conditions import enter_phase
 from ...config import Settings, load_settings
 from ...contract import host_names
 from ...errors import BackendError, JobNotFound, SpecError, SpecIssue, TrainforgeError
 from ...instances import lookup
 from ...metrics import MetricRecord
-from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus, check_job_name
+from ...spec import Phase, TrainingJob, TrainingJobStatus, check_job_name
 from ...staging import ArtifactURIs
 from ...storage import open_store
 from .jobdir import JobDir
@@ -178,6 +179,11 @@ class LocalBackend:
         deadline = time.monotonic() + SUPERVISOR_START_SECONDS
         while not jobdir.started:
             code = process.poll()
+            if code is not None and not jobdir.started and jobdir.stop_requested:
+                # Stopped (SIGTERM) before it could take the signal: what was asked, not a failure.
+                self._end_unstarted(jobdir, Phase.STOPPED, "stopped before its supervisor started",
+                                    "stopped on request")
+                return
             if code is not None and not jobdir.started:
                 tail = jobdir.supervisor_log_tail()
                 self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started the job"
@@ -200,16 +206,20 @@ class LocalBackend:
     def _fail_unstarted(self, jobdir: JobDir, reason: str) -> NoReturn:
         """Record ``reason`` as the job's end (no supervisor owns the status)
         and raise it as a BackendError naming the job."""
+        self._end_unstarted(jobdir, Phase.FAILED, reason, reason)
+        raise BackendError(f"job {jobdir.name!r} failed to start: {reason}")
+
+    @staticmethod
+    def _end_unstarted(jobdir: JobDir, phase: Phase, message: str, reason: str) -> None:
+        """Write the end of a job whose supervisor never started (so none owns its status)."""
         status = jobdir.read_status()
         now = utc_now()
-        status.conditions.append(Condition(type=Phase.FAILED.value, status="True", reason=Phase.FAILED.value,
-                                           message=reason, last_transition_time=now))
-        status.phase, status.message, status.failure_reason, status.end_time = Phase.FAILED, reason, reason, now
+        status.conditions = enter_phase(status.conditions, phase.value, message, now)
+        status.phase, status.message, status.failure_reason, status.end_time = phase, message, reason, now
         try:
             jobdir.write_status(status)
         except OSError:
-            pass  # readers still see it Failed: no supervisor runs (see get)
-        raise BackendError(f"job {jobdir.name!r} failed to start: {reason}")
+            pass  # readers still see it ended: no supervisor runs (see get)
 
     def get(self, name: str) -> TrainingJob:
         jobdir = self._existing(name)

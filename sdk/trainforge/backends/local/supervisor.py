@@ -35,7 +35,8 @@ from ...contract import FAILURE_REASON_LIMIT, HostInfo, contract_env, host_names
 from ...errors import TrainforgeError, TransferCancelled
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
-from ...spec import Condition, Phase, TrainingJob
+from ...conditions import enter_phase
+from ...spec import Phase, TrainingJob
 from ...staging import (
     ArtifactURIs, fastfile_folders, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
     sync_tensorboard, write_config_files,
@@ -94,8 +95,7 @@ class Supervisor:
         now = utc_now()
         status = self.status.model_copy(deep=True)
         if status.phase != phase:
-            status.conditions.append(Condition(type=phase.value, status="True", reason=phase.value,
-                                               message=message, last_transition_time=now))
+            status.conditions = enter_phase(status.conditions, phase.value, message, now)
         status.phase, status.message = phase, message
         if reason is not None:
             status.failure_reason = reason

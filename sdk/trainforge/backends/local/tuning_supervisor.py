@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..._time import parse_time, utc_now
-from ...errors import TrainforgeError
-from ...spec import Condition
+from ...conditions import enter_phase
+from ...errors import BackendError, TrainforgeError
 from ...spec.tuning import BestTrial, TuningJob, TuningJobStatus
 from ...tuning import TrialRecord, plan
-from ...tuning.engine import Plan
+from ...tuning.engine import Plan, StudyMemo
 from ...tuning.trials import trial_job, trial_name
 from .tuning import LocalTuning, TuningDir
 
@@ -45,6 +45,7 @@ class TuningSupervisor:
         self.status = tdir.read_status()
         self.terminate = threading.Event()
         self.warm = self._warm_records()
+        self.memo = StudyMemo()  # only speed: a restarted supervisor rebuilds it from the trials
 
     def _warm_records(self) -> list[TrialRecord]:
         parents = self.tuning.spec.warm_start.parents if self.tuning.spec.warm_start else []
@@ -57,8 +58,7 @@ class TuningSupervisor:
         status = self.status.model_copy(deep=True)
         now = utc_now()
         if status.phase != phase:
-            status.conditions.append(Condition(type=phase, status="True", reason=phase, message=message,
-                                               last_transition_time=now))
+            status.conditions = enter_phase(status.conditions, phase, message, now)
         status.phase, status.message, status.trials = phase, message, step.counts
         if reason is not None:
             status.failure_reason = reason
@@ -83,7 +83,15 @@ class TuningSupervisor:
         next_number = max((t.number for t in trials), default=-1) + 1
         for offset, hyperparameters in enumerate(step.new):
             job = trial_job(self.tuning, next_number + offset, hyperparameters)
-            self.local.jobs.submit(job)
+            try:
+                self.local.jobs.submit(job)
+            except BackendError as exc:
+                if not self.local.jobs.jobdir(job.name).job_file.exists():
+                    raise  # no trial came of it: nothing the next pass would see
+                # The trial exists and its end is on disk (Failed): it counts like any
+                # failed trial, against limits.maxFailedTrials, not as the tuning job's end.
+                print(f"trial {job.name}: {exc}", flush=True)
+                continue
             print(f"trial {job.name}: {hyperparameters}", flush=True)
 
     def run(self) -> None:
@@ -91,7 +99,7 @@ class TuningSupervisor:
         while True:
             trials = self.local.records(self.tuning.name, self.tuning)
             stop_requested = self.terminate.is_set() or self.tdir.stop_requested
-            step = plan(spec, trials, _elapsed(self.status), stop_requested, self.warm)
+            step = plan(spec, trials, _elapsed(self.status), stop_requested, self.warm, self.memo)
             if step.finished is not None:
                 phase, message = step.finished
                 for number, _ in step.stop:
