@@ -252,6 +252,11 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "spec": {
             "parallelism": count, "completions": count, "completionMode": "Indexed",
             "backoffLimit": 0, "activeDeadlineSeconds": max(1, deadline_seconds),
+            # An evicted or preempted pod fails the attempt by a rule that names it:
+            # the Job's condition keeps the cause after the pod is deleted, and the
+            # controller resumes such an attempt outside the retry budget (status.decide).
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onPodConditions": [
+                {"type": "DisruptionTarget", "status": "True"}]}]},
             "suspend": job.spec.suspend if suspend is None else suspend,
             "template": {"metadata": {"labels": pod_labels,
                                       "annotations": {JOB_SPEC_ANNOTATION: job_spec_json(job)}},
