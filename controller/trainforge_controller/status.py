@@ -298,6 +298,10 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
     status.attempt_history = attempt_records(previous.attempt_history, jobs,
                                              observed.earlier_pods + observed.pods, now)
     current = status.attempt_history[-1] if status.attempt_history else None
+    if current is not None and current.outcome == "Active":
+        # Kept while the evicted pod lasts: once it is deleted, only the Job's
+        # terser condition would say why.
+        current.reason = next((why for p in observed.pods if (why := disruption(p))), current.reason)
 
     def settle() -> None:
         # Never less than recorded: an earlier attempt's pods may since have been deleted.
@@ -358,6 +362,8 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
     elif failed:
         reasons = [r for p in observed.pods if (r := pod_failure(p))]
         preempted = preemption(failed, observed.pods)
+        if preempted and current is not None and current.reason:
+            preempted = current.reason
         if stopping:
             end_attempt("Stopped", stop_reason(job))
             become(Phase.STOPPED, stop_reason(job), stop_reason(job))

@@ -309,3 +309,12 @@ def test_the_running_attempts_seconds_are_clock_too() -> None:
     ticked = {**old, "billableSeconds": 104, "attemptHistory": [{"attempt": 1, "billableSeconds": 104}]}
     ended = {**ticked, "attemptHistory": [{"attempt": 1, "billableSeconds": 104, "outcome": "Preempted"}]}
     assert only_the_clock(old, ticked, tolerance=7.5) and not only_the_clock(old, ended, tolerance=7.5)
+
+
+def test_the_evicted_pods_own_reason_outlives_the_pod() -> None:
+    seen = decide(_tj(), _obs(jobs=[_job()], pods=[_evicted()]))  # evicted, the Job not failed yet
+    assert seen.status.attempt_history[0].reason == "EvictionByEvictionAPI: Eviction API: evicting"
+    later = _tj(status=seen.status.model_dump(by_alias=True, exclude_none=True))
+    d = decide(later, _obs(jobs=[_policy_failed()]))  # the pod is gone now
+    assert d.status.attempt_history[0].reason == "EvictionByEvictionAPI: Eviction API: evicting"
+    assert d.status.attempt_history[0].outcome == "Preempted" and d.create_attempt == 2
