@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 
 from . import untrusted
@@ -54,13 +55,43 @@ def _host(job: TrainingJob, env: Mapping[str, str]) -> HostInfo:
     return HostInfo(current_host=hosts[index], hosts=hosts)
 
 
-def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo) -> None:
+class _Tally:
+    """Counts the bytes of the transfers it watches (a TransferProgress)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def start(self, total_files: int, total_bytes: int, description: str) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes += nbytes
+
+    def file_done(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo, started: float | None = None) -> None:
+    """Config files, channels, checkpoints; one line with where the time went
+    (the process's own start-up, the channels' bytes and rate), the stage-in
+    container's log being the only place its cost shows from inside the pod."""
     from .staging import write_config_files
 
+    begun = time.monotonic()
     write_config_files(job, layout, host)
-    stage_in(job, layout, host)
+    tally = _Tally()
+    stage_in(job, layout, host, progress=tally)
+    seconds = time.monotonic() - begun
     restored = restore_checkpoints(job, layout)
-    print(f"staged {len(job.spec.inputs)} channel(s) for {host.current_host}; "
+    mib = tally.bytes / 2**20
+    startup = f"start-up {begun - started:.2f} s, " if started is not None else ""
+    print(f"staged {len(job.spec.inputs)} channel(s) for {host.current_host} "
+          f"({startup}{mib:.1f} MiB in {seconds:.2f} s = {mib / max(seconds, 1e-3):.0f} MiB/s); "
           f"restored {restored} checkpoint file(s)", flush=True)
 
 
@@ -115,6 +146,18 @@ def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: s
     stage_out_command(job, layout, host, output_uri)
 
 
+def _process_started() -> float | None:
+    """When this process started, on the monotonic clock (Linux: /proc)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(prog="python -m trainforge.stage", description=__doc__.splitlines()[0])
@@ -127,7 +170,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         layout, host = Layout(args.root), _host(job, env)
         output_uri = env.get("TRAINFORGE_OUTPUT_URI") or (job.spec.output.uri if job.spec.output else "")
         if args.command == "in":
-            stage_in_command(job, layout, host)
+            stage_in_command(job, layout, host, started=_process_started())
         elif args.command == "out":
             stage_out_command(job, layout, host, output_uri)
         else:

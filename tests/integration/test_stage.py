@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,7 +95,9 @@ def test_stage_in_two_hosts_replicates_and_shards(data: Any, tmp_path: Path) -> 
     for index, root in roots.items():
         result = stage("in", root, stager_env(data, job, index))
         assert result.returncode == 0, result.stderr
-        assert f"staged 2 channel(s) for algo-{index + 1}; restored 1 checkpoint file(s)" in result.stdout
+        # where the time went, from inside the container: its start-up, the bytes and their rate
+        assert re.search(rf"staged 2 channel\(s\) for algo-{index + 1} \(start-up [0-9.]+ s, 0\.0 MiB in "
+                         r"[0-9.]+ s = [0-9]+ MiB/s\); restored 1 checkpoint file\(s\)", result.stdout), result.stdout
 
     shards = {}
     for index, root in roots.items():
