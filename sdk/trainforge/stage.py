@@ -23,25 +23,25 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from . import untrusted
 from .contract import HostInfo, Layout, host_names
 from .errors import TrainforgeError
-from .spec import TrainingJob
-from .staging import (
-    ArtifactURIs,
-    restore_checkpoints,
-    stage_in,
-    stage_out_model,
-    sync_checkpoints,
-)
-from .storage import open_store
-from .uris import redact_userinfo
+
+if TYPE_CHECKING:
+    from .spec import TrainingJob
+
+# The spec, staging and storage modules (pydantic, boto3: a second or more of
+# imports on a busy node) are imported inside the functions, after the sidecar's
+# SIGTERM handler is in place: see ``main``.
 
 METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file uploaded
 
 
 def _job(env: Mapping[str, str]) -> TrainingJob:
+    from .spec import TrainingJob
+
     return TrainingJob.model_validate(json.loads(env["TRAINFORGE_JOB"]))
 
 
@@ -80,7 +80,7 @@ def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo, started: 
     """Config files, channels, checkpoints; one line with where the time went
     (the process's own start-up, the channels' bytes and rate), the stage-in
     container's log being the only place its cost shows from inside the pod."""
-    from .staging import write_config_files
+    from .staging import restore_checkpoints, stage_in, write_config_files
 
     begun = time.monotonic()
     write_config_files(job, layout, host)
@@ -100,6 +100,8 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     The model is uploaded only when the trainer wrote no failure reason. An empty
     failure file is none: on Kubernetes it is the trainer's terminationMessagePath,
     whose mount point the container runtime creates, empty, in the shared volume."""
+    from .staging import ArtifactURIs, stage_out_model, sync_checkpoints
+
     sync_checkpoints(job, layout)
     if host.rank != 0:
         return
@@ -116,6 +118,9 @@ def upload_metrics(job: TrainingJob, layout: Layout, host: HostInfo, output_uri:
     metrics object, unless it equals ``last``: uploaded while training too, so
     a tuning job's early stopping reads each epoch's objective as it comes.
     Returns what the store now holds."""
+    from .staging import ArtifactURIs
+    from .storage import open_store
+
     if host.rank != 0:
         return None
     # The trainer's own file, read without following a link it may have planted.
@@ -133,6 +138,8 @@ def _has_failure(layout: Layout) -> bool:
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
                  interval: float, stop: threading.Event) -> None:
+    from .staging import sync_checkpoints
+
     uploaded: bytes | None = None
     while not stop.wait(interval):
         try:
@@ -165,6 +172,13 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument("--root", default=env.get("TRAINFORGE_ROOT", "/opt/ml"))
     parser.add_argument("--interval", type=float, default=float(env.get("TRAINFORGE_SYNC_SECONDS", "60")))
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    if args.command == "sync":
+        # First of all: the sidecar is its container's PID 1, which the kernel
+        # spares a signal it has no handler for. A trainer that ends within the
+        # sidecar's start-up would have its SIGTERM lost and the pod held for
+        # the whole grace period.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         job = _job(env)
         layout, host = Layout(args.root), _host(job, env)
@@ -174,10 +188,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         elif args.command == "out":
             stage_out_command(job, layout, host, output_uri)
         else:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
             sync_command(job, layout, host, output_uri, args.interval, stop)
     except (TrainforgeError, KeyError, ValueError) as exc:
+        from .uris import redact_userinfo
+
         message = redact_userinfo(f"stager {args.command}: {exc}")
         print(message, file=sys.stderr, flush=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran

@@ -281,3 +281,16 @@ def test_sync_keeps_running_when_the_store_is_unreachable(minio_bucket: Any, tmp
             sidecar.wait()
     assert sidecar.returncode == 1  # the final stage out could not reach the store either
     assert "stager sync:" in stderr and "Traceback" not in stderr
+
+
+def test_the_sidecar_handles_sigterm_before_its_heavy_imports() -> None:
+    """The sidecar is PID 1 in its container: a SIGTERM that comes before its
+    handler exists is dropped, and a trainer that ends within the sidecar's
+    start-up would leave the pod running for the whole grace period (seen with
+    the SageMaker-compat example on the real node). So importing the stager
+    loads neither pydantic nor boto3: ``main`` sets the handler, then imports."""
+    probe = ("import sys, trainforge.stage; "
+             "print(sorted(m for m in ('pydantic', 'boto3', 'botocore', 'trainforge.spec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]"
