@@ -248,6 +248,10 @@ def test_stop_sends_sigterm_and_the_final_checkpoint_is_uploaded(real: Harness, 
 
     wait_until(pod_gone, timeout=120, interval=0.1, what="the stopped pod to end")
     status = h.wait_phase("stopped", "Stopped", timeout=240)["status"]
+    # Stopped came after the stage-out, and the stopped pod's log was archived like a finished one's
+    assert all(p.status.phase in ("Succeeded", "Failed") for p in h.pods("stopped-a1"))
+    assert status["attemptHistory"][0]["outcome"] == "Stopped"
+    assert "epoch=1 " in archived_log(h, "stopped", 1)
     lines = seen
     epochs = [int(line.split()[0].split("=")[1]) for line in lines if line.startswith("epoch=")]
     assert epochs, lines[-20:]
