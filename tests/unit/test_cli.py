@@ -154,7 +154,7 @@ def test_a_shared_checkpoint_location_is_pointed_out(runner: CliRunner, tmp_path
         assert document["spec"]["checkpoints"]["uri"] == ("local://ckpt/all/" if shared else "local://ckpt/own/")
 
 
-def test_describe_lists_each_attempt_with_its_reason_inert() -> None:
+def test_status_lists_each_attempt_with_its_reason_inert() -> None:
     """An attempt's reason carries the pod's and the trainer's words: shown inert."""
     from trainforge.cli.render import status_lines
     from trainforge.spec import TrainingJob
