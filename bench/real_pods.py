@@ -84,6 +84,9 @@ def test_real_pod_numbers(real: Harness, node_images: dict[str, str], tmp_path: 
     [pod] = h.pods("stagein-a1")
     staged = container(pod, "stage-in")
     init_seconds = max(1.0, seconds(staged.started_at, staged.finished_at))
+    # the stager's own account, from inside the pod: its start-up, the bytes, their rate
+    own = h.core.read_namespaced_pod_log(pod.metadata.name, h.ns, container="stage-in").strip().splitlines()
+    print(f"stage-in container says: {own[-1] if own else '(nothing)'}")
     target = tmp_path / "mc-copy"
     env = {**os.environ, **minio.mc_env("bench")}
     started = time.monotonic()

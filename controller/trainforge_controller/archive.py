@@ -7,7 +7,11 @@ reconcile pass sees a pod whose trainer has terminated, the trainer container's
 log is read once (one GET, no follow: the controller holds no stream between
 passes) and written to ``ArtifactURIs.log(host, attempt)``. The key is
 deterministic and an existing object is never fetched again, so a restarted
-controller does not redo the work.
+controller does not redo the work. A pod being deleted (a stop, an eviction,
+the deadline) may lose its containers, and their logs, within a second of its
+trainer's end: its log is read as soon as the deletion is seen, and once more
+when the trainer has ended (the kubelet's "unable to retrieve container logs"
+answer is never archived).
 
 When the job's verdict is final, the job's metric regexes are applied to host
 1's archived log of the last attempt and the records merged into the job's
@@ -71,14 +75,22 @@ FOLD_POLL_SECONDS = 1.0
 FOLD_WAIT_SECONDS = 0.5  # what a worker waits for a fold before it requeues the job
 
 
+# What the kubelet answers, as the log's text, once a container is removed.
+KUBELET_NO_LOG = "unable to retrieve container logs for "
+
+
 @dataclass(frozen=True)
 class PodLog:
-    """One pod's trainer log and where it is archived."""
+    """One pod's trainer log and where it is archived. ``final``: the trainer
+    has ended, so the log is whole; else the pod is being deleted (a stop, an
+    eviction, the deadline) and the log is read now, while it can be, and read
+    again once the trainer ends."""
 
     pod: dict[str, Any]
     host: str
     attempt: int
     uri: str
+    final: bool = True
 
 
 def host_name(index: int) -> str:
@@ -96,21 +108,28 @@ def trainer_done(pod: dict[str, Any]) -> bool:
                for s in status.get("containerStatuses") or [])
 
 
+def being_deleted(pod: dict[str, Any]) -> bool:
+    """The pod has a deletion timestamp: its containers, and their logs, go soon."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def logs_to_archive(pods: Iterable[dict[str, Any]], artifacts: ArtifactURIs) -> list[PodLog]:
     """The pods whose trainer log belongs in the store now (whether it is there
-    already is the store's to say). Pods without the index or attempt label are
-    not ours to name."""
+    already is the store's to say): the trainer has ended, or the pod is being
+    deleted (then ``final`` is False). Pods without the index or attempt label
+    are not ours to name."""
     out = []
     for pod in pods:
         labels = (pod.get("metadata") or {}).get("labels") or {}
         index, attempt = labels.get(INDEX_LABEL), labels.get(ATTEMPT_LABEL)
-        if not trainer_done(pod) or index is None or attempt is None:
+        done = trainer_done(pod)
+        if not (done or being_deleted(pod)) or index is None or attempt is None:
             continue
         try:
             host, number = host_name(int(index)), int(attempt)
         except ValueError:
             continue
-        out.append(PodLog(pod=pod, host=host, attempt=number, uri=artifacts.log(host, number)))
+        out.append(PodLog(pod=pod, host=host, attempt=number, uri=artifacts.log(host, number), final=done))
     return sorted(out, key=lambda p: p.uri)
 
 
@@ -152,6 +171,9 @@ class Archiver:
         self._folder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainforge-fold")
         self._folds: dict[str, Future[bool]] = {}  # by the log folded
         self._folds_lock = threading.Lock()
+        # Logs archived before their trainer ended, to be read once more when it
+        # has (in memory: after a restart the early copy stays).
+        self._partial: set[str] = set()
 
     def _api_log(self, pod: dict[str, Any], container: str) -> str:
         """One GET of the whole log (the kubelet's current file), bytes decoded
@@ -181,7 +203,8 @@ class Archiver:
                             job.metadata.namespace, job.name, artifacts.logs)
                 return 0
             for item in todo:
-                if store.exists(item.uri):
+                again = item.final and item.uri in self._partial
+                if not again and store.exists(item.uri):
                     continue
                 meta = item.pod["metadata"]
                 try:
@@ -189,7 +212,14 @@ class Archiver:
                 except (client.ApiException, urllib3.exceptions.HTTPError) as exc:
                     log.debug("no trainer log for %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
                     continue
+                if text.startswith(KUBELET_NO_LOG):  # the container is gone: nothing (more) to read
+                    self._partial.discard(item.uri)
+                    continue
                 store.write_bytes(item.uri, text.encode("utf-8"))
+                if item.final:
+                    self._partial.discard(item.uri)
+                else:
+                    self._partial.add(item.uri)
                 written += 1
         except TrainforgeError as exc:
             log.warning("archiving trainer logs to %s: %s", artifacts.logs, exc)

@@ -216,6 +216,12 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "ports": [{"name": "rendezvous", "containerPort": settings.master_port}],
         "securityContext": container_security_context(read_only_root=False),
     }
+    stage_in = _stager(job, STAGE_IN, "in", settings, credentials_secret=credentials_secret)
+    # The stage-in container runs alone, before the sidecar and the trainer: the
+    # trainer's CPU request costs the pod nothing more (a pod's request is the
+    # larger of its init containers' and its running containers'), and gives the
+    # download its share of a busy node.
+    stage_in["resources"]["requests"]["cpu"] = resources["cpu"]
     pod_labels = labels(job, attempt)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -223,7 +229,7 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(settings),
         "terminationGracePeriodSeconds": job.spec.stopping.grace_period_seconds + settings.stage_out_seconds,
-        "initContainers": [_stager(job, STAGE_IN, "in", settings, credentials_secret=credentials_secret),
+        "initContainers": [stage_in,
                            _stager(job, SIDECAR, "sync", settings, always=True,
                                    credentials_secret=credentials_secret)],
         "containers": [trainer],
@@ -252,6 +258,11 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
         "spec": {
             "parallelism": count, "completions": count, "completionMode": "Indexed",
             "backoffLimit": 0, "activeDeadlineSeconds": max(1, deadline_seconds),
+            # An evicted or preempted pod fails the attempt by a rule that names it:
+            # the Job's condition keeps the cause after the pod is deleted, and the
+            # controller resumes such an attempt outside the retry budget (status.decide).
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onPodConditions": [
+                {"type": "DisruptionTarget", "status": "True"}]}]},
             "suspend": job.spec.suspend if suspend is None else suspend,
             "template": {"metadata": {"labels": pod_labels,
                                       "annotations": {JOB_SPEC_ANNOTATION: job_spec_json(job)}},

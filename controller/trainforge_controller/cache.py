@@ -184,9 +184,9 @@ def job_mark(obj: Obj) -> str:
 
 def pod_mark(obj: Obj) -> str:
     """What ``status.decide`` and the log archive read of a pod: labels, node,
-    phase, message, scheduling, and each container's state."""
+    phase, message, scheduling, eviction, and each container's state."""
     meta, status = obj["metadata"], obj.get("status") or {}
-    scheduled = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+    scheduled = [c for c in status.get("conditions") or [] if c.get("type") in ("PodScheduled", "DisruptionTarget")]
     states = {key: [(s.get("name"), s.get("state")) for s in status.get(key) or []]
               for key in ("containerStatuses", "initContainerStatuses")}
     return _dumps([meta.get("uid"), meta.get("labels"), meta.get("deletionTimestamp"),

@@ -16,6 +16,7 @@ from trainforge.contract import read_failure_reason
 from trainforge.instances import InstanceType
 from trainforge.spec import Phase, TrainingJob, TrainingJobStatus
 from trainforge.conditions import enter_phase, set_condition
+from trainforge.spec.models import AttemptRecord, Condition
 from trainforge.staging import ArtifactURIs
 
 from trainforge.names import STOP_REASON_ANNOTATION
@@ -23,6 +24,11 @@ from trainforge.names import STOP_REASON_ANNOTATION
 from .builder import ATTEMPT_LABEL, STAGE_IN, STOP_ANNOTATION, TRAINER
 
 _ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLOADING]
+# The pod condition Kubernetes sets on a pod it evicts or preempts (Eviction API,
+# node drain, scheduler preemption, taint manager, kubelet pressure eviction);
+# the attempt Jobs fail on it by name (builder's podFailurePolicy).
+DISRUPTION = "DisruptionTarget"
+MAX_PREEMPTIONS = 10  # then the job fails: a cluster that keeps taking its nodes
 
 
 @dataclass
@@ -115,19 +121,59 @@ def pod_seconds(pod: dict[str, Any], job_end: datetime | None, now: datetime) ->
 def billable_seconds(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], now: datetime) -> int:
     """Node-seconds of every attempt's pods (one GPU host each)."""
     ends = {j["metadata"]["name"]: _job_end(j) for j in jobs}
-    return int(sum(pod_seconds(p, ends.get(((p.get("metadata") or {}).get("labels") or {}).get("job-name", "")), now)
-                   for p in pods))
+    return int(sum(pod_seconds(p, ends.get(_pod_job(p)), now) for p in pods))
+
+
+def _pod_job(pod: dict[str, Any]) -> str:
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get("job-name", ""))
+
+
+def attempt_records(previous: list[AttemptRecord], jobs: list[dict[str, Any]], pods: list[dict[str, Any]],
+                    now: datetime) -> list[AttemptRecord]:
+    """One record per attempt Job, its cost recomputed from its pods and never
+    less than recorded before. An attempt's pods can be gone (an evicted pod is
+    deleted; a user may delete them): a single-host attempt then costs its first
+    pod's start to its Job's end, a multi-host one what the last pass recorded.
+    Outcomes are ``decide``'s; a record of a finished attempt is kept as it was."""
+    by_number = {r.attempt: r for r in previous}
+    out = []
+    for job in sorted(jobs, key=attempt_of):
+        number = attempt_of(job)
+        record = by_number.get(number, AttemptRecord(attempt=number)).model_copy()
+        if record.outcome != "Active":  # finished: its figure is final
+            out.append(record)
+            continue
+        name, end = job["metadata"]["name"], _job_end(job)
+        mine = [p for p in pods if _pod_job(p) == name]
+        starts = [s for p in mine if (s := (p.get("status") or {}).get("startTime"))]
+        if starts:
+            record.start_time = min([*starts, *([record.start_time] if record.start_time else [])])
+        seconds = sum(pod_seconds(p, end, now) for p in mine)
+        count = int((job.get("spec") or {}).get("parallelism") or 1)
+        if not mine and end is not None and record.start_time and count == 1:
+            seconds = max(0.0, (end - _ts(record.start_time)).total_seconds())  # type: ignore[operator]
+        record.billable_seconds = max(record.billable_seconds, int(seconds))
+        out.append(record)
+    return out
+
+
+def _without_the_clock(status: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in status.items() if k != "billableSeconds"}
+    if "attemptHistory" in out:
+        out["attemptHistory"] = [{k: v for k, v in r.items() if k != "billableSeconds"}
+                                 for r in out["attemptHistory"]]
+    return out
 
 
 def only_the_clock(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> bool:
     """Whether two status dicts differ only by less than ``tolerance`` billable
-    seconds. A running job's figure changes with every pass; it is written when
-    it has grown by about a requeue interval (the clock's own pass), not on every
-    pod or Job event in between. A finished job's final figure always lands: its
-    phase changes in the same write."""
-    if {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)} != {"billableSeconds"}:
+    seconds (the total, and so the running attempt's). A running job's figure
+    changes with every pass; it is written when it has grown by about a requeue
+    interval (the clock's own pass), not on every pod or Job event in between.
+    A finished job's final figure always lands: its phase changes in the same write."""
+    if new == old or _without_the_clock(old) != _without_the_clock(new):
         return False
-    return bool(new["billableSeconds"] - old.get("billableSeconds", 0) < tolerance)
+    return bool(new.get("billableSeconds", 0) - old.get("billableSeconds", 0) < tolerance)
 
 
 def _container(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any]:
@@ -151,6 +197,35 @@ def pod_failure(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def disruption(pod: dict[str, Any]) -> str | None:
+    """Why Kubernetes took this pod away (its ``DisruptionTarget`` condition),
+    or None: the pod was not evicted or preempted."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == DISRUPTION and c.get("status") == "True":
+            return f"{c.get('reason') or 'Disrupted'}: {c.get('message') or 'the pod was evicted'}"
+    return None
+
+
+def preemption(failed: dict[str, Any], pods: list[dict[str, Any]]) -> str | None:
+    """Why an attempt's failed Job was preempted, or None when its code failed.
+    The evicted pod says it while it lasts; once it is deleted the Job's own
+    condition still does (the podFailurePolicy rule named ``DisruptionTarget``)."""
+    for pod in pods:
+        why = disruption(pod)
+        if why:
+            return why
+    message = failed.get("message") or ""
+    if failed.get("reason") == "PodFailurePolicy" and DISRUPTION in message:
+        return f"{DISRUPTION}: {message}"
+    return None
+
+
+def pod_active(pod: dict[str, Any]) -> bool:
+    """The pod still runs a container (being deleted or not): its stage-out may
+    be under way."""
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
 def pod_phase(pod: dict[str, Any]) -> tuple[Phase, str]:
     status = pod.get("status") or {}
     for c in status.get("conditions") or []:
@@ -171,7 +246,8 @@ def pod_phase(pod: dict[str, Any]) -> tuple[Phase, str]:
     return Phase.STAGING, "preparing the pod"
 
 
-def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - one table of cases
+def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of cases
+           max_preemptions: int = MAX_PREEMPTIONS) -> Decision:
     now = observed.now
     previous = job.status or TrainingJobStatus()
     status = previous.model_copy(deep=True)
@@ -201,9 +277,27 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     jobs = sorted(observed.jobs, key=attempt_of)
     latest = jobs[-1] if jobs else None
     status.attempts = attempt_of(latest) if latest else 0
-    # Never less than recorded: an earlier attempt's pods may since have been deleted.
-    status.billable_seconds = max(previous.billable_seconds,
-                                  billable_seconds(jobs, observed.earlier_pods + observed.pods, now))
+    status.attempt_history = attempt_records(previous.attempt_history, jobs,
+                                             observed.earlier_pods + observed.pods, now)
+    current = status.attempt_history[-1] if status.attempt_history else None
+    if current is not None and current.outcome == "Active":
+        # Kept while the evicted pod lasts: once it is deleted, only the Job's
+        # terser condition would say why.
+        current.reason = next((why for p in observed.pods if (why := disruption(p))), current.reason)
+
+    def settle() -> None:
+        # Never less than recorded: an earlier attempt's pods may since have been deleted.
+        status.billable_seconds = max(previous.billable_seconds,
+                                      billable_seconds(jobs, observed.earlier_pods + observed.pods, now),
+                                      sum(r.billable_seconds for r in status.attempt_history))
+
+    def end_attempt(outcome: str, reason: str | None) -> None:
+        if current is not None and current.outcome == "Active":
+            current.outcome, current.reason = outcome, reason  # type: ignore[assignment]
+            end = _job_end(latest) if latest else None
+            current.end_time = _fmt(end or now)
+
+    settle()
     # Started: when a pod first got a node (a queued job has not started).
     starts = [s for p in observed.earlier_pods + observed.pods if (s := (p.get("status") or {}).get("startTime"))]
     if starts and not status.start_time:
@@ -231,37 +325,70 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     failed = job_condition(latest, "Failed")
     spec_of = latest.get("spec") or {}
     active = (latest.get("status") or {}).get("active") or 0
+
+    def retry(reason: str, preempted: bool) -> None:
+        decision.create_attempt = status.attempts + 1
+        decision.deadline_seconds = job.spec.stopping.max_runtime_seconds - int(elapsed)
+        what = "was preempted" if preempted else "failed"
+        become(Phase.PENDING, f"attempt {status.attempts} {what} ({reason}); "
+                              f"{'resuming' if preempted else 'retrying'} as attempt {status.attempts + 1}")
+        if preempted:
+            decision.events.append(("Warning", "Preempted", f"attempt {status.attempts} {what}: {reason}"))
+        status.attempts += 1
+        status.failure_reason = None
+
     if complete:
+        end_attempt("Completed", None)
         _record_results(job, observed, status, completed=True)
         become(Phase.COMPLETED, "training finished")
     elif failed:
         reasons = [r for p in observed.pods if (r := pod_failure(p))]
+        preempted = preemption(failed, observed.pods)
+        if preempted and current is not None and current.reason:
+            preempted = current.reason
         if stopping:
+            end_attempt("Stopped", stop_reason(job))
             become(Phase.STOPPED, stop_reason(job), stop_reason(job))
         elif failed.get("reason") == "DeadlineExceeded":
             reason = (f"MaxRuntimeExceeded: training ran past spec.stopping.maxRuntimeSeconds="
                       f"{job.spec.stopping.max_runtime_seconds}")
+            end_attempt("Stopped", reason)
             _record_results(job, observed, status)
             become(Phase.FAILED, reason, reason)
+        elif preempted:
+            # Not the code's failure: the retry budget is for those. A new attempt
+            # resumes from the checkpoints the evicted pods' stage-out uploaded.
+            end_attempt("Preempted", preempted)
+            times = sum(1 for r in status.attempt_history if r.outcome == "Preempted")
+            remaining = job.spec.stopping.max_runtime_seconds - int(elapsed)
+            if times <= max_preemptions and remaining > 0:
+                retry(preempted, preempted=True)
+            else:
+                reason = (f"preempted {times} times (at most {max_preemptions} are resumed): {preempted}"
+                          if remaining > 0 else
+                          f"MaxRuntimeExceeded: preempted ({preempted}) with no time left of "
+                          f"spec.stopping.maxRuntimeSeconds={job.spec.stopping.max_runtime_seconds}")
+                _record_results(job, observed, status)
+                become(Phase.FAILED, reason, reason)
         else:
             reason = reasons[0] if reasons else (failed.get("message") or failed.get("reason") or "Job failed")
+            end_attempt("Failed", reason)
             remaining = job.spec.stopping.max_runtime_seconds - int(elapsed)
-            if status.attempts < job.spec.retry.max_attempts and remaining > 0:
-                decision.create_attempt = status.attempts + 1
-                decision.deadline_seconds = remaining
-                become(Phase.PENDING, f"attempt {status.attempts} failed ({reason}); "
-                                      f"retrying as attempt {status.attempts + 1}")
-                status.attempts += 1
-                status.failure_reason = None
+            failures = sum(1 for r in status.attempt_history if r.outcome == "Failed")
+            if failures < job.spec.retry.max_attempts and remaining > 0:
+                retry(reason, preempted=False)
             else:
                 _record_results(job, observed, status)
                 become(Phase.FAILED, reason, reason)
     elif stopping:
         if not spec_of.get("suspend"):
             decision.suspend_job = latest["metadata"]["name"]
-        if active:
+        if active or any(pod_active(p) for p in observed.pods):
+            # Stopped only once every pod is over: the sidecar uploads the final
+            # checkpoint, outputs and metrics while the pod terminates.
             status.message = "stopping: the pods got SIGTERM and are saving and uploading"
         else:
+            end_attempt("Stopped", stop_reason(job))
             _record_results(job, observed, status)
             become(Phase.STOPPED, stop_reason(job), stop_reason(job))
     elif spec_of.get("suspend"):
@@ -288,6 +415,9 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
                                                       "Scheduled", "every host has a node", now)
                 phase, message = min(phases, key=lambda pm: _ORDER.index(pm[0]))
                 become(phase, message)
+    if decision.create_attempt is not None:
+        status.attempt_history.append(AttemptRecord(attempt=decision.create_attempt))
+    settle()
     return decision
 
 

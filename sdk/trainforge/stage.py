@@ -21,27 +21,27 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from . import untrusted
 from .contract import HostInfo, Layout, host_names
 from .errors import TrainforgeError
-from .spec import TrainingJob
-from .staging import (
-    ArtifactURIs,
-    restore_checkpoints,
-    stage_in,
-    stage_out_model,
-    sync_checkpoints,
-    sync_tensorboard,
-)
-from .storage import open_store
-from .uris import redact_userinfo
+
+if TYPE_CHECKING:
+    from .spec import TrainingJob
+
+# The spec, staging and storage modules (pydantic, boto3: a second or more of
+# imports on a busy node) are imported inside the functions, after the sidecar's
+# SIGTERM handler is in place: see ``main``.
 
 METRICS_LIMIT = 64 << 20  # bytes of the trainer's metrics file uploaded
 
 
 def _job(env: Mapping[str, str]) -> TrainingJob:
+    from .spec import TrainingJob
+
     return TrainingJob.model_validate(json.loads(env["TRAINFORGE_JOB"]))
 
 
@@ -55,13 +55,43 @@ def _host(job: TrainingJob, env: Mapping[str, str]) -> HostInfo:
     return HostInfo(current_host=hosts[index], hosts=hosts)
 
 
-def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo) -> None:
-    from .staging import write_config_files
+class _Tally:
+    """Counts the bytes of the transfers it watches (a TransferProgress)."""
 
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def start(self, total_files: int, total_bytes: int, description: str) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes += nbytes
+
+    def file_done(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def stage_in_command(job: TrainingJob, layout: Layout, host: HostInfo, started: float | None = None) -> None:
+    """Config files, channels, checkpoints; one line with where the time went
+    (the process's own start-up, the channels' bytes and rate), the stage-in
+    container's log being the only place its cost shows from inside the pod."""
+    from .staging import restore_checkpoints, stage_in, write_config_files
+
+    begun = time.monotonic()
     write_config_files(job, layout, host)
-    stage_in(job, layout, host)
+    tally = _Tally()
+    stage_in(job, layout, host, progress=tally)
+    seconds = time.monotonic() - begun
     restored = restore_checkpoints(job, layout)
-    print(f"staged {len(job.spec.inputs)} channel(s) for {host.current_host}; "
+    mib = tally.bytes / 2**20
+    startup = f"start-up {begun - started:.2f} s, " if started is not None else ""
+    print(f"staged {len(job.spec.inputs)} channel(s) for {host.current_host} "
+          f"({startup}{mib:.1f} MiB in {seconds:.2f} s = {mib / max(seconds, 1e-3):.0f} MiB/s); "
           f"restored {restored} checkpoint file(s)", flush=True)
 
 
@@ -70,6 +100,8 @@ def stage_out_command(job: TrainingJob, layout: Layout, host: HostInfo, output_u
     The model is uploaded only when the trainer wrote no failure reason. An empty
     failure file is none: on Kubernetes it is the trainer's terminationMessagePath,
     whose mount point the container runtime creates, empty, in the shared volume."""
+    from .staging import ArtifactURIs, stage_out_model, sync_checkpoints, sync_tensorboard
+
     sync_checkpoints(job, layout)
     if host.rank != 0:
         return
@@ -87,6 +119,9 @@ def upload_metrics(job: TrainingJob, layout: Layout, host: HostInfo, output_uri:
     metrics object, unless it equals ``last``: uploaded while training too, so
     a tuning job's early stopping reads each epoch's objective as it comes.
     Returns what the store now holds."""
+    from .staging import ArtifactURIs
+    from .storage import open_store
+
     if host.rank != 0:
         return None
     # The trainer's own file, read without following a link it may have planted.
@@ -104,6 +139,8 @@ def _has_failure(layout: Layout) -> bool:
 
 def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: str,
                  interval: float, stop: threading.Event) -> None:
+    from .staging import ArtifactURIs, sync_checkpoints, sync_tensorboard
+
     uploaded: bytes | None = None
     while not stop.wait(interval):
         try:
@@ -122,6 +159,18 @@ def sync_command(job: TrainingJob, layout: Layout, host: HostInfo, output_uri: s
     stage_out_command(job, layout, host, output_uri)
 
 
+def _process_started() -> float | None:
+    """When this process started, on the monotonic clock (Linux: /proc)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(prog="python -m trainforge.stage", description=__doc__.splitlines()[0])
@@ -129,19 +178,26 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument("--root", default=env.get("TRAINFORGE_ROOT", "/opt/ml"))
     parser.add_argument("--interval", type=float, default=float(env.get("TRAINFORGE_SYNC_SECONDS", "60")))
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    if args.command == "sync":
+        # First of all: the sidecar is its container's PID 1, which the kernel
+        # spares a signal it has no handler for. A trainer that ends within the
+        # sidecar's start-up would have its SIGTERM lost and the pod held for
+        # the whole grace period.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         job = _job(env)
         layout, host = Layout(args.root), _host(job, env)
         output_uri = env.get("TRAINFORGE_OUTPUT_URI") or (job.spec.output.uri if job.spec.output else "")
         if args.command == "in":
-            stage_in_command(job, layout, host)
+            stage_in_command(job, layout, host, started=_process_started())
         elif args.command == "out":
             stage_out_command(job, layout, host, output_uri)
         else:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
             sync_command(job, layout, host, output_uri, args.interval, stop)
     except (TrainforgeError, KeyError, ValueError) as exc:
+        from .uris import redact_userinfo
+
         message = redact_userinfo(f"stager {args.command}: {exc}")
         print(message, file=sys.stderr, flush=True)
         if args.command == "in":  # the pod's termination message explains why nothing ran

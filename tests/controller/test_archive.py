@@ -280,3 +280,40 @@ def test_trainer_log_through_the_kubelet_api_is_read_live_archived_and_folded(
         h.core.delete_namespaced_pod(pod.metadata.name, h.ns, grace_period_seconds=0)
     wait_until(lambda: not h.pods("kubelet-log-a1"), timeout=30, what="pods of kubelet-log-a1 deleted")
     assert list(backend.logs("kubelet-log")) == trained  # the archive, once the pod is gone
+
+
+def test_a_pod_being_deleted_is_archived_early_then_again_when_its_trainer_ends() -> None:
+    """An evicted or stopped pod can lose its containers within a second of its
+    trainer's end: its log is read at once, and read again once whole."""
+    from trainforge_controller.archive import Archiver
+    from trainforge_controller.status import Observed
+    from trainforge.spec import TrainingJob
+
+    class Store:
+        def __init__(self) -> None:
+            self.objects: dict[str, bytes] = {}
+
+        def exists(self, uri: str) -> bool:
+            return uri in self.objects
+
+        def write_bytes(self, uri: str, data: bytes) -> None:
+            self.objects[uri] = data
+
+    store = Store()
+    logs = iter(["epoch=1\n", "epoch=1\nstopped by SIGTERM\n",
+                 "unable to retrieve container logs for containerd://abc"])
+    archiver = Archiver(None, lambda job, uri: store, read_log=lambda p, c: next(logs))  # type: ignore[arg-type]
+    job = TrainingJob.model_validate({"metadata": {"name": "j", "namespace": "ns"}, "spec": {"image": "i"}})
+    going = pod("Running", "running")
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    observe = lambda p: Observed(now=NOW, pods=[p], artifacts=ART)  # noqa: E731
+    uri = ART.log("algo-1", 1)
+    assert archiver.archive_logs(job, observe(going)) == 1 and store.objects[uri] == b"epoch=1\n"
+    assert archiver.archive_logs(job, observe(going)) == 0  # still running: not read again
+    ended = pod("Running", "terminated")
+    ended["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert archiver.archive_logs(job, observe(ended)) == 1
+    assert store.objects[uri] == b"epoch=1\nstopped by SIGTERM\n"
+    assert archiver.archive_logs(job, observe(ended)) == 0  # whole now: never read again
+    del store.objects[uri]
+    assert archiver.archive_logs(job, observe(ended)) == 0 and uri not in store.objects  # the kubelet's words

@@ -41,6 +41,13 @@ def test_resources_placement_and_shape(instance: str, count: int, gpus: str | No
     assert (spec["parallelism"], spec["completions"], spec["completionMode"], spec["backoffLimit"],
             spec["activeDeadlineSeconds"]) == (count, count, "Indexed", 0, 3600)
     assert limits.get("nvidia.com/gpu") == gpus
+    # an evicted or preempted pod fails the attempt by a rule that names it (status.decide resumes it)
+    assert spec["podFailurePolicy"] == {"rules": [{"action": "FailJob", "onPodConditions": [
+        {"type": "DisruptionTarget", "status": "True"}]}]}
+    # stage-in runs alone: the trainer's CPU request, at no cost to the pod's; the sidecar keeps its own
+    stage_in, sidecar = pod["initContainers"]
+    assert stage_in["resources"]["requests"]["cpu"] == limits["cpu"] and "cpu" not in stage_in["resources"]["limits"]
+    assert sidecar["resources"]["requests"]["cpu"] == "250m"
     assert pod.get("nodeSelector") == selector
     assert ("tolerations" in pod) is tolerated
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import time
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,10 @@ def test_stop_sends_sigterm_and_the_final_checkpoint_is_uploaded(real: Harness, 
 
     wait_until(pod_gone, timeout=120, interval=0.1, what="the stopped pod to end")
     status = h.wait_phase("stopped", "Stopped", timeout=240)["status"]
+    # Stopped came after the stage-out, and the stopped pod's log was archived like a finished one's
+    assert all(p.status.phase in ("Succeeded", "Failed") for p in h.pods("stopped-a1"))
+    assert status["attemptHistory"][0]["outcome"] == "Stopped"
+    assert "epoch=1 " in archived_log(h, "stopped", 1)
     lines = seen
     epochs = [int(line.split()[0].split("=")[1]) for line in lines if line.startswith("epoch=")]
     assert epochs, lines[-20:]
@@ -256,3 +262,109 @@ def test_stop_sends_sigterm_and_the_final_checkpoint_is_uploaded(real: Harness, 
     # SIGTERM ended the sleep at once; the trainer checkpointed its last epoch and the
     # sidecar uploaded it while the pod terminated (sync interval or not)
     assert f"ckpt/stopped/epoch-{last:04d}.pt" in keys, (keys, last, status.get("failureReason"))
+
+
+def archived_log(h: Harness, job: str, attempt: int) -> str:
+    body = h.bucket.s3_client().get_object(Bucket=h.bucket.name,
+                                           Key=f"jobs/{h.ns}/{job}/logs/algo-1-attempt-{attempt}.log")["Body"]
+    return str(body.read().decode())
+
+
+def _cordon(h: Harness, node: str, on: bool) -> None:
+    h.core.patch_node(node, {"spec": {"unschedulable": on}})
+
+
+def test_a_drained_node_preempts_the_attempt_which_resumes_outside_the_retry_budget(
+        real: Harness, kube_node: Any, node_images: dict[str, str], tmp_path: Path) -> None:
+    """kubectl drain's two steps on the real node — cordon, then the Eviction API —
+    mid-training. retry.maxAttempts=1 leaves no budget for a failure: the job
+    completes anyway, as attempt 2 resumed from the checkpoint the evicted pod's
+    stage-out uploaded, and no second counts the time it waited for the node."""
+    h = real
+    inputs = upload_digits(h, tmp_path)
+    h.submit("drained", image=node_images["digits-pytorch"], instance={"type": "real-cpu"},
+             hyperparameters={"epochs": "5", "sleep_per_epoch": "3"}, retry={"maxAttempts": 1},
+             inputs=[{"channel": c, "uri": u} for c, u in inputs.items()],
+             checkpoints={"uri": h.bucket.uri("ckpt/drained/")})
+    s3 = h.bucket.s3_client()
+    wait_until(lambda: "ckpt/drained/epoch-0002.pt" in [o["Key"] for o in s3.list_objects_v2(
+        Bucket=h.bucket.name, Prefix="ckpt/drained/").get("Contents", [])],
+        timeout=240, what="the sidecar to sync epoch 2's checkpoint")
+    [pod] = h.pods("drained-a1")
+    node = pod.spec.node_name
+    _cordon(h, node, True)
+    try:
+        h.core.create_namespaced_pod_eviction(pod.metadata.name, h.ns, client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=h.ns)))
+        # attempt 2 waits for a node: the drained one is cordoned
+        queued = h.wait_phase("drained", "Queued", timeout=180)["status"]
+        assert queued["attempts"] == 2 and h.jobs("drained") == ["drained-a1", "drained-a2"]
+        first = queued["attemptHistory"][0]
+        assert first["outcome"] == "Preempted" and "EvictionByEvictionAPI" in first["reason"], first
+        wait_until(lambda: h.get("drained")["status"].get("billableSeconds", 0) >= first["billableSeconds"]
+                   and any(e.reason == "Preempted" for e in h.core.list_namespaced_event(h.ns).items),
+                   timeout=30, what="the Preempted event")
+    finally:
+        _cordon(h, node, False)
+    uncordoned = time.time()
+    status = h.wait_phase("drained", "Completed", timeout=300)["status"]
+
+    history = status["attemptHistory"]
+    assert [(r["attempt"], r["outcome"]) for r in history] == [(1, "Preempted"), (2, "Completed")]
+    assert status["attempts"] == 2 and "failureReason" not in status
+    # billable: the attempts' own seconds, each from its pod's start, none while queued
+    assert status["billableSeconds"] == sum(r["billableSeconds"] for r in history)
+    start2 = datetime.fromisoformat(history[1]["startTime"].replace("Z", "+00:00")).timestamp()
+    assert start2 >= int(uncordoned) - 1
+    for r in history:
+        ran = (datetime.fromisoformat(r["endTime"].replace("Z", "+00:00"))
+               - datetime.fromisoformat(r["startTime"].replace("Z", "+00:00"))).total_seconds()
+        assert 0 < r["billableSeconds"] <= ran + 1, r
+
+    # the evicted pod's log was archived (read as its deletion began); attempt 2 went on
+    assert "epoch=2 " in archived_log(h, "drained", 1)
+    second = archived_log(h, "drained", 2)
+    resumed = int(second.split("resumed from checkpoint epoch=")[1].split()[0])
+    assert resumed >= 2 and "epoch=1 " not in second and "epoch=5 " in second
+
+
+def test_max_runtime_sends_sigterm_and_the_final_checkpoint_is_uploaded(
+        real: Harness, node_images: dict[str, str], tmp_path: Path) -> None:
+    """The attempt Job's activeDeadlineSeconds is spec.stopping.maxRuntimeSeconds:
+    the Job controller deletes the pod, the trainer gets SIGTERM and checkpoints,
+    the sidecar uploads it, and only then is the verdict written (with the log
+    archived, though the pod is gone)."""
+    h = real
+    inputs = upload_digits(h, tmp_path)
+    h.submit("deadline", image=node_images["digits-pytorch"], instance={"type": "real-cpu"},
+             hyperparameters={"epochs": "50", "sleep_per_epoch": "4"}, stopping={"maxRuntimeSeconds": 40},
+             inputs=[{"channel": c, "uri": u} for c, u in inputs.items()],
+             checkpoints={"uri": h.bucket.uri("ckpt/deadline/")})
+    status = h.wait_phase("deadline", "Failed", timeout=240)["status"]
+    assert status["failureReason"].startswith("MaxRuntimeExceeded"), status
+    [record] = status["attemptHistory"]
+    assert record["outcome"] == "Stopped" and record["reason"].startswith("MaxRuntimeExceeded")
+    assert not h.pods("deadline-a1"), "the verdict came before the pod (and its stage-out) ended"
+    log = archived_log(h, "deadline", 1)
+    epochs = [int(line.split()[0].split("=")[1]) for line in log.splitlines() if line.startswith("epoch=")]
+    assert epochs and "SIGTERM" in log, log[-2000:]
+    keys = [o["Key"] for o in h.bucket.s3_client().list_objects_v2(
+        Bucket=h.bucket.name, Prefix="ckpt/deadline/").get("Contents", [])]
+    assert f"ckpt/deadline/epoch-{max(epochs):04d}.pt" in keys, (keys, epochs)
+
+
+def test_the_sagemaker_compat_example_runs_unchanged_on_a_real_pod(
+        real: Harness, node_images: dict[str, str], tmp_path: Path) -> None:
+    h = real
+    h.bucket.s3_client().put_object(Bucket=h.bucket.name, Key="tables/train/part-0.csv",
+                                    Body=b"x,y\n1,2\n2,4\n3,9\n")
+    h.submit("smcompat", image=node_images["sagemaker-compat"], instance={"type": "real-half"},
+             inputs=[{"channel": "train", "uri": h.bucket.uri("tables/train/")}],
+             metrics=[{"name": "mean", "regex": "mean=([0-9.]+)"}, {"name": "rows", "regex": r"rows=(\d+)"}])
+    status = h.wait_phase("smcompat", "Completed", timeout=180)["status"]
+    assert status["finalMetrics"] == {"mean": pytest.approx(5.0), "rows": 3.0}
+    assert "host algo-1 of ['algo-1']; channels ['train']" in archived_log(h, "smcompat", 1)
+    model = tmp_path / "model.tar.gz"
+    h.bucket.s3_client().download_file(h.bucket.name, f"jobs/{h.ns}/smcompat/output/model.tar.gz", str(model))
+    with tarfile.open(model) as tar:
+        assert json.load(tar.extractfile("model.json"))["mean"] == pytest.approx(5.0)  # type: ignore[arg-type]

@@ -225,3 +225,97 @@ def test_billable_seconds_add_up_every_attempt() -> None:
 def test_billing_clock_alone_is_written_about_once_per_interval(
         old: dict[str, Any], new: dict[str, Any], skip: bool) -> None:
     assert only_the_clock(old, new, tolerance=7.5) is skip
+
+
+# -- preemption: an evicted or preempted attempt is resumed outside the retry budget --------
+def _evicted(job: str = "mn-a1") -> dict[str, Any]:
+    pod = _held(job, T0, "2026-01-01T12:00:04Z", phase="Failed")
+    pod["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True",
+                                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}]
+    return pod
+
+
+def _policy_failed(attempt: int = 1) -> dict[str, Any]:
+    job = _job(attempt=attempt, cond="Failed", reason="PodFailurePolicy")
+    job["status"]["conditions"][0]["message"] = (
+        "Pod default/mn-a1-0-x has condition DisruptionTarget matching FailJob rule at index 0")
+    return job
+
+
+@pytest.mark.parametrize(("pods", "why"), [
+    ([_evicted()], "EvictionByEvictionAPI: Eviction API: evicting"),  # the evicted pod, seen
+    ([], "DisruptionTarget: Pod default/mn-a1-0-x has condition"),     # already deleted: the Job says it
+])
+def test_a_preempted_attempt_is_resumed_without_using_the_retry_budget(pods: list[dict[str, Any]],
+                                                                        why: str) -> None:
+    d = decide(_tj(retry={"maxAttempts": 1}, stopping={"maxRuntimeSeconds": 100}),
+               _obs(jobs=[_policy_failed()], pods=pods))
+    assert (d.create_attempt, d.deadline_seconds, d.status.phase) == (2, 95, Phase.PENDING)
+    assert "attempt 1 was preempted" in d.status.message and d.status.failure_reason is None
+    first, second = d.status.attempt_history
+    assert (first.outcome, second.attempt, second.outcome) == ("Preempted", 2, "Active")
+    assert first.reason is not None and first.reason.startswith(why)
+    assert ("Warning", "Preempted") in [(kind, reason) for kind, reason, _ in d.events]
+
+
+def test_failures_alone_count_against_max_attempts() -> None:
+    history = [{"attempt": 1, "outcome": "Preempted", "reason": "r"}, {"attempt": 2}]
+    failing = [_pod(phase="Failed", trainer="terminated", exit_code=1, message="CUDA OOM\n")]
+    jobs = [_policy_failed(), _job(attempt=2, cond="Failed", reason="BackoffLimitExceeded")]
+    for max_attempts, phase in ((1, Phase.FAILED), (2, Phase.PENDING)):
+        d = decide(_tj(retry={"maxAttempts": max_attempts}, status={"phase": "Training", "attempts": 2,
+                                                                   "attemptHistory": history}),
+                   _obs(jobs=jobs, pods=failing))
+        assert d.status.phase == phase
+        assert [r.outcome for r in d.status.attempt_history][:2] == ["Preempted", "Failed"]
+
+
+def test_preemptions_past_the_limit_fail_the_job() -> None:
+    history = [{"attempt": 1, "outcome": "Preempted"}, {"attempt": 2}]
+    d = decide(_tj(status={"phase": "Training", "attempts": 2, "attemptHistory": history}),
+               _obs(jobs=[_policy_failed(), _policy_failed(attempt=2)]), max_preemptions=1)
+    assert d.status.phase == Phase.FAILED and d.create_attempt is None
+    assert d.status.failure_reason is not None and d.status.failure_reason.startswith("preempted 2 times")
+
+
+def test_billing_of_a_preempted_attempt_whose_pod_is_gone() -> None:
+    """Recorded while it ran (start, seconds so far); its Job's end closes it:
+    12:00:00 -> 12:00:05. The next attempt's pod, waiting for a node, adds nothing."""
+    one = _tj(instance={"type": "gpu-8x", "count": 1},
+              status={"phase": "Training", "attempts": 1, "billableSeconds": 3,
+                      "attemptHistory": [{"attempt": 1, "startTime": T0, "billableSeconds": 3}]})
+    first = _policy_failed()
+    first["spec"]["parallelism"] = 1
+    d = decide(one, _obs(jobs=[first]))
+    assert d.status.attempt_history[0].billable_seconds == 5 and d.status.billable_seconds == 5
+    assert d.status.attempt_history[0].end_time == "2026-01-01T12:00:05Z"
+    later = _tj(instance={"type": "gpu-8x", "count": 1}, status={
+        "phase": "Pending", "attempts": 2, "billableSeconds": 5,
+        "attemptHistory": [r.model_dump(by_alias=True) for r in d.status.attempt_history]})
+    d = decide(later, _obs(jobs=[first, _job(attempt=2)], pods=[_held("mn-a2", None, phase="Pending")]))
+    assert d.status.billable_seconds == 5 and d.status.phase == Phase.PENDING
+
+
+def test_stopped_only_once_the_pods_are_over() -> None:
+    uploading = _pod(trainer="terminated", exit_code=143)  # the sidecar still stages out
+    stopping = _tj({"trainforge.dev/stop": "true"})
+    d = decide(stopping, _obs(jobs=[_job(suspend=True, active=0)], pods=[uploading]))
+    assert d.status.phase != Phase.STOPPED and d.status.message.startswith("stopping")
+    d = decide(stopping, _obs(jobs=[_job(suspend=True, active=0)], pods=[_pod(phase="Failed", trainer="terminated")]))
+    assert d.status.phase == Phase.STOPPED and d.status.attempt_history[0].outcome == "Stopped"
+
+
+def test_the_running_attempts_seconds_are_clock_too() -> None:
+    old = {"phase": "Training", "billableSeconds": 100, "attemptHistory": [{"attempt": 1, "billableSeconds": 100}]}
+    ticked = {**old, "billableSeconds": 104, "attemptHistory": [{"attempt": 1, "billableSeconds": 104}]}
+    ended = {**ticked, "attemptHistory": [{"attempt": 1, "billableSeconds": 104, "outcome": "Preempted"}]}
+    assert only_the_clock(old, ticked, tolerance=7.5) and not only_the_clock(old, ended, tolerance=7.5)
+
+
+def test_the_evicted_pods_own_reason_outlives_the_pod() -> None:
+    seen = decide(_tj(), _obs(jobs=[_job()], pods=[_evicted()]))  # evicted, the Job not failed yet
+    assert seen.status.attempt_history[0].reason == "EvictionByEvictionAPI: Eviction API: evicting"
+    later = _tj(status=seen.status.model_dump(by_alias=True, exclude_none=True))
+    d = decide(later, _obs(jobs=[_policy_failed()]))  # the pod is gone now
+    assert d.status.attempt_history[0].reason == "EvictionByEvictionAPI: Eviction API: evicting"
+    assert d.status.attempt_history[0].outcome == "Preempted" and d.create_attempt == 2

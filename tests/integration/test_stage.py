@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,7 +95,9 @@ def test_stage_in_two_hosts_replicates_and_shards(data: Any, tmp_path: Path) -> 
     for index, root in roots.items():
         result = stage("in", root, stager_env(data, job, index))
         assert result.returncode == 0, result.stderr
-        assert f"staged 2 channel(s) for algo-{index + 1}; restored 1 checkpoint file(s)" in result.stdout
+        # where the time went, from inside the container: its start-up, the bytes and their rate
+        assert re.search(rf"staged 2 channel\(s\) for algo-{index + 1} \(start-up [0-9.]+ s, 0\.0 MiB in "
+                         r"[0-9.]+ s = [0-9]+ MiB/s\); restored 1 checkpoint file\(s\)", result.stdout), result.stdout
 
     shards = {}
     for index, root in roots.items():
@@ -311,3 +314,16 @@ def test_sync_uploads_tensorboard_logs_while_training_and_at_the_end_never_throu
     assert keys(minio_bucket, prefix) == [prefix + "run1/events.out.tfevents.1", prefix + "run2/events.out.tfevents.2"]
     assert get(minio_bucket, prefix + "run1/events.out.tfevents.1") == b"epoch 1, epoch 2"
     assert b"secret" not in b"".join(get(minio_bucket, k) for k in keys(minio_bucket, "models/"))
+
+
+def test_the_sidecar_handles_sigterm_before_its_heavy_imports() -> None:
+    """The sidecar is PID 1 in its container: a SIGTERM that comes before its
+    handler exists is dropped, and a trainer that ends within the sidecar's
+    start-up would leave the pod running for the whole grace period (seen with
+    the SageMaker-compat example on the real node). So importing the stager
+    loads neither pydantic nor boto3: ``main`` sets the handler, then imports."""
+    probe = ("import sys, trainforge.stage; "
+             "print(sorted(m for m in ('pydantic', 'boto3', 'botocore', 'trainforge.spec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]"

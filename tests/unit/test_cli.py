@@ -152,3 +152,17 @@ def test_a_shared_checkpoint_location_is_pointed_out(runner: CliRunner, tmp_path
         assert ("note: spec.checkpoints.uri local://ckpt/all/ is shared by every job" in result.output) is shared
         document = json.loads(runner.invoke(main, ["status", name, "-o", "json"]).output)
         assert document["spec"]["checkpoints"]["uri"] == ("local://ckpt/all/" if shared else "local://ckpt/own/")
+
+
+def test_status_lists_each_attempt_with_its_reason_inert() -> None:
+    """An attempt's reason carries the pod's and the trainer's words: shown inert."""
+    from trainforge.cli.render import status_lines
+    from trainforge.spec import TrainingJob
+
+    job = TrainingJob.model_validate({"metadata": {"name": "j"}, "spec": {"image": "i"}, "status": {
+        "phase": "Training", "attempts": 2, "billableSeconds": 40, "attemptHistory": [
+            {"attempt": 1, "outcome": "Preempted", "reason": "EvictionByEvictionAPI: [red]x\x1b[2J", "billableSeconds": 30},
+            {"attempt": 2, "billableSeconds": 10}]}})
+    lines = status_lines(job)
+    assert r"  attempt 1: Preempted 30s  EvictionByEvictionAPI: \[red]x\x1b[2J" in lines
+    assert "  attempt 2: Active 10s" in lines

@@ -118,6 +118,9 @@ def status_lines(job: TrainingJob) -> list[str]:
     ]
     if status.failure_reason:
         lines.append(f"  [red]reason:[/]    {safe(status.failure_reason)}")
+    for record in status.attempt_history:  # the cluster path: why each attempt ended
+        why = f"  {safe(record.reason)}" if record.reason else ""
+        lines.append(f"  attempt {record.attempt}: {record.outcome} {record.billable_seconds}s{why}")
     for name, value in sorted(status.final_metrics.items()):
         lines.append(f"  metric:    {safe(name)} = {value:.6g}")
     for kind, uri in status.artifacts.model_dump(exclude_none=True).items():

@@ -287,6 +287,21 @@ class Artifacts(_Model):
     logs: str | None = None
 
 
+class AttemptRecord(_Model):
+    """One attempt (one batch Job) of a job: how it ended and what it cost.
+    ``Preempted``: its pods were evicted or preempted (a drained node, a
+    scheduler preemption), which is not a failure of the user's code."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int = Field(ge=1)
+    outcome: Literal["Active", "Completed", "Failed", "Preempted", "Stopped"] = "Active"
+    reason: str | None = None
+    start_time: str | None = None  # its first pod got a node
+    end_time: str | None = None
+    billable_seconds: int = 0
+
+
 class TrainingJobStatus(_Model):
     model_config = ConfigDict(extra="ignore")
 
@@ -300,6 +315,7 @@ class TrainingJobStatus(_Model):
     start_time: str | None = None
     end_time: str | None = None
     billable_seconds: int = 0
+    attempt_history: list[AttemptRecord] = Field(default_factory=list)
 
 
 class TrainingJob(_Model):
