@@ -21,6 +21,7 @@ import pytest
 import trainforge
 from trainforge.backends.local import backend as local_backend
 from trainforge.backends.local.backend import LocalBackend
+from trainforge.backends.local.forkstart import MODE_VARIABLE
 from trainforge.backends.local.jobdir import JobDir
 from trainforge.errors import BackendError
 from trainforge.spec import Phase, parse_job
@@ -147,6 +148,7 @@ def _broken_package(root: Path, body: str) -> Path:
 
 def test_supervisor_that_cannot_import_fails_the_submit_and_the_job(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     shadow = _broken_package(tmp_path, "raise ImportError('trainforge test: pydantic is broken here')\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     with pytest.raises(BackendError) as info:
@@ -161,6 +163,7 @@ def test_supervisor_that_cannot_import_fails_the_submit_and_the_job(
 
 def test_supervisor_without_an_interpreter_fails_the_submit_and_the_job(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     missing = tmp_path / "no-such-python"
     monkeypatch.setattr(sys, "executable", str(missing))
     with pytest.raises(BackendError, match="could not be started"):
@@ -172,6 +175,7 @@ def test_supervisor_without_an_interpreter_fails_the_submit_and_the_job(
 
 def test_supervisor_hanging_before_it_starts_is_killed_and_the_job_failed(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     shadow = _broken_package(tmp_path, "import time\ntime.sleep(600)\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     monkeypatch.setattr(local_backend, "SUPERVISOR_START_SECONDS", 3.0)

@@ -23,9 +23,10 @@ from ...metrics import MetricRecord
 from ...spec import Condition, Phase, TrainingJob, TrainingJobStatus, check_job_name
 from ...staging import ArtifactURIs
 from ...storage import open_store
+from .forkstart import fork_refusal, fork_supervisor
 from .jobdir import JobDir
 from .launchers import make_launcher
-from .orphans import end_orphan
+from .orphans import end_orphan, process_start_ticks
 from .records import job_metric_records
 
 FOLLOW_POLL_SECONDS = 0.05
@@ -63,6 +64,9 @@ def _is_job_name(name: str) -> bool:
 
 def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
     """Is ``pid`` this job's supervisor (not a process that reused the pid)?"""
+    start = jobdir.supervisor_start()
+    if start is not None:  # a forked supervisor runs the submitter's command line: the start time tells
+        return process_start_ticks(pid) == start
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             argv = fh.read().split(b"\0")
@@ -150,49 +154,61 @@ class LocalBackend:
         output = job.spec.output.uri if job.spec.output else self.default_output()
         jobdir = self.jobdir(job.name)
         jobdir.create(job, {"kind": self.name, "options": self.options, "output": output})
+        process: subprocess.Popen[bytes] | None = None
         try:
-            with open(jobdir.supervisor_log, "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # outlives the submitting process and its Ctrl-C
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                        p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
-                )
+            if fork_refusal() is None:  # the submitter's imports are the supervisor's: no new interpreter
+                pid = fork_supervisor(jobdir.path, jobdir.supervisor_log)
+            else:
+                process = self._exec_supervisor(jobdir)
+                pid = process.pid
         except OSError as exc:  # no interpreter, no log file, no process slot
             what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
             self._fail_unstarted(jobdir, f"the local supervisor could not be started ({what})")
         try:
-            jobdir.pid_file.write_text(str(process.pid))
+            jobdir.record_supervisor(pid, process_start_ticks(pid))
         except OSError as exc:
-            self._kill_unstarted(process)
+            self._kill_unstarted(pid, process)
             self._fail_unstarted(jobdir, f"cannot record the supervisor in {jobdir.pid_file}: {exc.strerror or exc}")
-        self._await_start(jobdir, process)
+        self._await_start(jobdir, pid, process)
 
-    def _await_start(self, jobdir: JobDir, process: subprocess.Popen[bytes]) -> None:
+    @staticmethod
+    def _exec_supervisor(jobdir: JobDir) -> subprocess.Popen[bytes]:
+        with open(jobdir.supervisor_log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the submitting process and its Ctrl-C
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
+            )
+
+    def _await_start(self, jobdir: JobDir, pid: int, process: subprocess.Popen[bytes] | None) -> None:
         """Wait for the supervisor's start record; a supervisor that exits or
-        hangs before it fails the submit and leaves the job Failed, not Pending."""
+        hangs before it fails the submit and leaves the job Failed, not Pending.
+        ``process`` is None for a forked supervisor (not our child: no exit code)."""
         deadline = time.monotonic() + SUPERVISOR_START_SECONDS
         while not jobdir.started:
-            code = process.poll()
-            if code is not None and not jobdir.started:
+            exited = process.poll() is not None if process is not None else not _alive(pid)
+            if exited and not jobdir.started:
                 tail = jobdir.supervisor_log_tail()
-                self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started the job"
+                how = f" with code {process.returncode}" if process is not None else ""
+                self._fail_unstarted(jobdir, f"the local supervisor exited{how} before it started the job"
                                      + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
-            if code is None and time.monotonic() >= deadline:
-                self._kill_unstarted(process)
+            if not exited and time.monotonic() >= deadline:
+                self._kill_unstarted(pid, process)
                 self._fail_unstarted(jobdir, "the local supervisor did not start within "
                                      f"{SUPERVISOR_START_SECONDS:g} s "
                                      f"and was killed (see {jobdir.supervisor_log})")
             time.sleep(START_POLL_SECONDS)
 
     @staticmethod
-    def _kill_unstarted(process: subprocess.Popen[bytes]) -> None:
+    def _kill_unstarted(pid: int, process: subprocess.Popen[bytes] | None) -> None:
         try:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: pid == process group id
+            os.killpg(pid, signal.SIGKILL)  # its own session: pid == process group id
         except ProcessLookupError:
             pass
-        process.wait()
+        if process is not None:
+            process.wait()
 
     def _fail_unstarted(self, jobdir: JobDir, reason: str) -> NoReturn:
         """Record ``reason`` as the job's end (no supervisor owns the status)
