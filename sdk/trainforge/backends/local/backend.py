@@ -30,6 +30,7 @@ from .orphans import end_orphan, process_start_ticks
 from .records import job_metric_records
 
 FOLLOW_POLL_SECONDS = 0.05
+FOLLOW_READ_SECONDS = 0.01
 LOG_READ_CHARS = 1024 * 1024
 # How long a new supervisor may take to write supervisor.started (imports on a
 # loaded machine are slow); past it the submit fails and the job is Failed.
@@ -327,8 +328,15 @@ class LocalBackend:
     def logs(self, name: str, follow: bool = False) -> Iterator[str]:
         jobdir = self._existing(name)
         attempt, offset, pending = 1, 0, ""
+        next_status = 0.0
         while True:
-            finished = self.get(name).status.phase.finished  # type: ignore[union-attr]
+            # The log is read every FOLLOW_READ_SECONDS (a first line shows at once), the
+            # status (job.json, status.json, is the supervisor alive) only every FOLLOW_POLL_SECONDS.
+            # It is read before the log, so the log read after "finished" has its last line.
+            finished = False
+            if time.monotonic() >= next_status:
+                finished = bool(self.get(name).status.phase.finished)  # type: ignore[union-attr]
+                next_status = time.monotonic() + FOLLOW_POLL_SECONDS
             path = jobdir.log_file(attempt)
             if path.exists():
                 with open(path, encoding="utf-8", errors="replace") as fh:
@@ -349,7 +357,7 @@ class LocalBackend:
                 if pending:
                     yield pending
                 return
-            time.sleep(FOLLOW_POLL_SECONDS)
+            time.sleep(FOLLOW_READ_SECONDS)
 
     def metrics(self, name: str) -> list[MetricRecord]:
         return job_metric_records(self._existing(name))

@@ -70,6 +70,8 @@ def fork_refusal(environ: dict[str, str] | os._Environ[str] = os.environ) -> str
 def fork_supervisor(jobdir: Path, log: Path) -> int:
     """Start the supervisor of ``jobdir`` (output to ``log``) as a detached
     grandchild; its pid. OSError if it could not be started."""
+    from . import supervisor  # noqa: F401  (imported once here, not again in every forked child)
+
     for stream in (sys.stdout, sys.stderr):  # else the child would write the submitter's pending output too
         with contextlib.suppress(Exception):
             stream.flush()
