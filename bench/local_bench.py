@@ -146,6 +146,12 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
                 store.download_concurrency = t
                 store.download_prefix(uri, str(dst))
             ways[f"trainforge stage-in, {threads} thread{'s' if threads > 1 else ''}"] = staged
+
+        def per_file(dst: Path) -> None:  # into an existing folder: a temp file + rename per file
+            dst.mkdir()
+            store.download_concurrency = type(store)(store.settings).download_concurrency
+            store.download_prefix(uri, str(dst))
+        ways["trainforge, existing folder (per-file rename)"] = per_file
         best: dict[str, float] = {}
         failed: dict[str, str] = {}
         names = list(ways)
@@ -167,9 +173,9 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
         mb = nbytes / 1e6
         print(f"  {label}: {mb:.1f} MB")
         for name, seconds in best.items():
-            print(f"    {name:<36} {mb / seconds:8.0f} MB/s   {raw / seconds:5.2f}x of raw")
+            print(f"    {name:<48} {mb / seconds:8.0f} MB/s   {raw / seconds:5.2f}x of raw")
         for name, why in failed.items():
-            print(f"    {name:<36} not possible here: {why}")
+            print(f"    {name:<48} not possible here: {why}")
         default = type(store)(store.settings).download_concurrency or store.max_concurrency
         name = f"trainforge stage-in, {default} thread{'s' if default > 1 else ''}"
         ratio = raw / best[name] if name in best else float("nan")
