@@ -36,6 +36,7 @@ listening.listen()
 held = open(sys.argv[2], "w")
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a forked supervisor must not keep these
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+trainforge.submit_job(sys.argv[1], name="exits", hparams={"action": "exit", "code": "3"})
 job = trainforge.submit_job(sys.argv[1], name="forked", hparams={"action": "sleep", "seconds": "120"})
 print(job.name, listening.getsockname()[1], flush=True)
 """
@@ -80,6 +81,11 @@ def test_a_forked_supervisor_outlives_its_submitter_holding_none_of_its_files(
 
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(port))) != 0
+
+    # With SIGCHLD still ignored, the supervisor would read every trainer's exit code as 0.
+    failed = trainforge.get_job("exits").wait(timeout=60, raise_on_failure=False)
+    assert (failed.phase, failed.failure_reason) == (Phase.FAILED, "trainer exited with code 3 and wrote no failure "
+                                                     "file; last output line: about to exit without a failure file")
 
     job.stop()  # SIGTERM reaches it (the submitter ignored SIGTERM), and it reaps its trainer
     status = job.wait(timeout=60, raise_on_failure=False)
