@@ -156,6 +156,8 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)  # an event loop's, in the submitter: its descriptor is /dev/null here
 
 
 def _forget_shared_state() -> None:
