@@ -204,10 +204,11 @@ class LocalBackend:
 
     @staticmethod
     def _kill_unstarted(pid: int, process: subprocess.Popen[bytes] | None) -> None:
-        try:
-            os.killpg(pid, signal.SIGKILL)  # its own session: pid == process group id
-        except ProcessLookupError:
-            pass
+        for kill in (os.killpg, os.kill):  # its own session: pid == process group id (a forked one
+            try:                           # may not have called setsid yet: then the pid itself)
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if process is not None:
             process.wait()
 
