@@ -204,8 +204,9 @@ class LocalBackend:
 
     @staticmethod
     def _kill_unstarted(pid: int, process: subprocess.Popen[bytes] | None) -> None:
-        for kill in (os.killpg, os.kill):  # its own session: pid == process group id (a forked one
-            try:                           # may not have called setsid yet: then the pid itself)
+        # Its own session: pid == process group id; a forked one may not have called setsid yet.
+        for kill in (os.killpg, os.kill):
+            try:
                 kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
