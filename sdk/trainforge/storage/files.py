@@ -120,32 +120,6 @@ def atomic_file(target: str, durable: bool = False) -> Iterator[_Sink]:
                 raise write_error(os.path.abspath(target), exc) from exc
 
 
-@contextlib.contextmanager
-def new_file(target: str) -> Iterator[_Sink]:
-    """``target`` created (it must not exist) and written in place, as
-    :func:`new_fd` (only inside a folder no reader sees yet); removed again
-    when the block fails, so a retry starts afresh."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        try:
-            fd = os.open(target, flags, 0o666)
-        except FileNotFoundError:
-            make_dirs(os.path.dirname(target))
-            fd = os.open(target, flags, 0o666)
-    except OSError as exc:
-        raise write_error(target, exc) from exc
-    try:
-        with open(fd, "wb") as handle:
-            yield _Sink(handle, target)
-            try:
-                handle.flush()
-            except OSError as exc:
-                raise write_error(target, exc) from exc
-    except BaseException:
-        _discard(target)
-        raise
-
-
 def pump(source: BinaryIO, sink: _Sink | BinaryIO, on_bytes: Callable[[int], None] | None = None,
          crc: int = 0) -> tuple[int, int]:
     """Copy ``source`` to ``sink`` in chunks; return (bytes copied, CRC32)."""

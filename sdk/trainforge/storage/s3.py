@@ -18,8 +18,7 @@ import contextlib
 import os
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import (
@@ -37,15 +36,7 @@ from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, Storage
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC
-from .files import (
-    LocalFile,
-    atomic_file,
-    atomic_path,
-    crc32_file,
-    new_file,
-    pump,
-    write_error,
-)
+from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
 from .s3client import (
     MAPPED,
     MAX_ATTEMPTS,
@@ -267,16 +258,7 @@ class S3Store(BaseStore):
                 data = body.read(max_bytes)
         return bytes(data), size
 
-    whole_folder_downloads = True  # small files into a new folder: no temp file + rename each
-
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
-        self._get_small_or_large(obj, uri, target, progress, atomic_file)
-
-    def _get_new(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
-        self._get_small_or_large(obj, uri, target, progress, new_file)
-
-    def _get_small_or_large(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress,
-                            open_sink: Callable[[str], AbstractContextManager[Any]]) -> None:
         if obj.size >= self.multipart_threshold:
             self._get_large(uri, target, progress)
             return
@@ -291,7 +273,7 @@ class S3Store(BaseStore):
             try:
                 with self._errors(uri, "download"):
                     response = self._get_stream(uri)
-                    with contextlib.closing(response["Body"]) as body, open_sink(target) as sink:
+                    with contextlib.closing(response["Body"]) as body, atomic_file(target) as sink:
                         size, crc = pump(body, sink, advance)
                         _verify(uri, size, crc, int(response["ContentLength"]), expected_crc(response))
                 return
