@@ -1,6 +1,7 @@
 """Local platform benchmarks; prints numbers, asserts nothing.
 
-1. Submit -> first trainer line, process backend, against the baseline of
+1. Submit -> first trainer line, process backend (supervisor forked, the default,
+   and exec'd as a new interpreter), against the baseline of
    starting the same ``python -m trainer.start`` as a bare subprocess.
 2. Staging throughput (what stage-in does: object store -> /opt/ml/input/data)
    for one large file and for many small files, against a raw copy of the same
@@ -145,6 +146,12 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
                 store.download_concurrency = t
                 store.download_prefix(uri, str(dst))
             ways[f"trainforge stage-in, {threads} thread{'s' if threads > 1 else ''}"] = staged
+
+        def per_file(dst: Path) -> None:  # into an existing folder: a temp file + rename per file
+            dst.mkdir()
+            store.download_concurrency = type(store)(store.settings).download_concurrency
+            store.download_prefix(uri, str(dst))
+        ways["trainforge, existing folder (per-file rename)"] = per_file
         best: dict[str, float] = {}
         failed: dict[str, str] = {}
         names = list(ways)
@@ -166,9 +173,9 @@ def bench_staging(tmp: Path, large: Path, small: Path, rounds: int, small_label:
         mb = nbytes / 1e6
         print(f"  {label}: {mb:.1f} MB")
         for name, seconds in best.items():
-            print(f"    {name:<36} {mb / seconds:8.0f} MB/s   {raw / seconds:5.2f}x of raw")
+            print(f"    {name:<48} {mb / seconds:8.0f} MB/s   {raw / seconds:5.2f}x of raw")
         for name, why in failed.items():
-            print(f"    {name:<36} not possible here: {why}")
+            print(f"    {name:<48} not possible here: {why}")
         default = type(store)(store.settings).download_concurrency or store.max_concurrency
         name = f"trainforge stage-in, {default} thread{'s' if default > 1 else ''}"
         ratio = raw / best[name] if name in best else float("nan")
@@ -190,14 +197,24 @@ def main() -> None:
         from trainforge.backends import get_backend
 
         if args.only != "staging":
+            from trainforge.backends.local.forkstart import MODE_VARIABLE
+
             backend = get_backend("process")
             first_line_submitted(backend)  # warm the page cache and imports
-            bare = [first_line_bare() for _ in range(args.repeats)]
-            submitted = [first_line_submitted(backend) for _ in range(args.repeats)]
-            b, s = statistics.median(bare), statistics.median(submitted)
+            times: dict[str, list[float]] = {"bare": [], "fork": [], "exec": []}
+            for _ in range(args.repeats):  # interleaved: the machine's load moves all three alike
+                times["bare"].append(first_line_bare())
+                for mode in ("fork", "exec"):
+                    os.environ[MODE_VARIABLE] = mode
+                    times[mode].append(first_line_submitted(backend))
+            os.environ.pop(MODE_VARIABLE)
+            b = statistics.median(times["bare"])
             print("submit -> first trainer line (process backend), median of", args.repeats)
             print(f"  bare subprocess:  {b * 1000:8.1f} ms")
-            print(f"  submit_job:       {s * 1000:8.1f} ms   ratio {s / b:.2f}x  (overhead {1000 * (s - b):.0f} ms)")
+            for mode, what in (("fork", "supervisor forked (default)"), ("exec", "supervisor exec'd")):
+                s = statistics.median(times[mode])
+                print(f"  submit_job, {what:28s} {s * 1000:8.1f} ms   ratio {s / b:.2f}x  "
+                      f"(overhead {1000 * (s - b):.0f} ms)")
         if args.only != "start":
             sources = Path(tmp) / "src"
             sources.mkdir()

@@ -21,7 +21,9 @@ import pytest
 import trainforge
 from trainforge.backends.local import backend as local_backend
 from trainforge.backends.local.backend import LocalBackend
+from trainforge.backends.local.forkstart import MODE_VARIABLE
 from trainforge.backends.local.jobdir import JobDir
+from trainforge.backends.local.orphans import process_start_ticks
 from trainforge.errors import BackendError
 from trainforge.spec import Phase, parse_job
 from trainforge.storage.files import is_temp_name
@@ -147,6 +149,7 @@ def _broken_package(root: Path, body: str) -> Path:
 
 def test_supervisor_that_cannot_import_fails_the_submit_and_the_job(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     shadow = _broken_package(tmp_path, "raise ImportError('trainforge test: pydantic is broken here')\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     with pytest.raises(BackendError) as info:
@@ -161,6 +164,7 @@ def test_supervisor_that_cannot_import_fails_the_submit_and_the_job(
 
 def test_supervisor_without_an_interpreter_fails_the_submit_and_the_job(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     missing = tmp_path / "no-such-python"
     monkeypatch.setattr(sys, "executable", str(missing))
     with pytest.raises(BackendError, match="could not be started"):
@@ -172,6 +176,7 @@ def test_supervisor_without_an_interpreter_fails_the_submit_and_the_job(
 
 def test_supervisor_hanging_before_it_starts_is_killed_and_the_job_failed(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODE_VARIABLE, "exec")  # these faults are the exec'd supervisor's start-up
     shadow = _broken_package(tmp_path, "import time\ntime.sleep(600)\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     monkeypatch.setattr(local_backend, "SUPERVISOR_START_SECONDS", 3.0)
@@ -209,7 +214,8 @@ def test_a_hung_supervisor_whose_submitter_died_is_killed_by_a_reader(home: Path
     hung = subprocess.Popen([sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
                             env={**os.environ, "PYTHONPATH": f"{package_root}{os.pathsep}{shadow}"},
                             start_new_session=True)
-    jobdir.pid_file.write_text(str(hung.pid))  # as the submitter did before it was killed
+    # As the submitter did before it was killed (pid and start time: no race with the exec).
+    jobdir.record_supervisor(hung.pid, process_start_ticks(hung.pid))
     try:
         assert backend.get("hung").status.phase is Phase.PENDING  # type: ignore[union-attr]  (young)
         long_ago = jobdir.job_file.stat().st_mtime - local_backend.SUPERVISOR_START_SECONDS - 60
@@ -242,10 +248,11 @@ def test_stop_during_stage_in_cancels_the_download(home: Path) -> None:
     jobdir = jobdir_of(job)
     channel = Path(jobdir.layout.channel_dir("train"))
 
-    def copying() -> bool:
-        return channel.is_dir() and any(p.stat().st_size > 0 for p in channel.iterdir())
+    def copying() -> bool:  # into a hidden sibling of the channel's folder, renamed into place at the end
+        return any(p.is_file() and p.stat().st_size > 0 for p in Path(jobdir.layout.data_dir).rglob("*"))
 
     wait_until(copying, timeout=60, interval=0.02, what="the download to be under way")
+    assert not channel.exists()  # no trainer could see part of it
     job.stop()
     status = job.wait(timeout=60, raise_on_failure=False)
 

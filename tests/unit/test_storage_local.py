@@ -433,6 +433,46 @@ def test_a_cancelled_download_leaves_no_partial_file(store: LocalStore, tmp_path
     assert left == []
 
 
+class WatchFolder(Recorder):
+    """Records, after every file, what a reader of ``folder`` would see."""
+
+    def __init__(self, folder: Path, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.folder, self.fail_at, self.seen = folder, fail_at, []
+
+    def file_done(self) -> None:
+        super().file_done()
+        self.seen.append(sorted(p.name for p in self.folder.rglob("*")) if self.folder.exists() else None)
+        if self.files == self.fail_at:
+            raise OSError("simulated failure after some files")
+
+
+def test_a_new_folder_appears_whole_or_not_at_all(store: LocalStore, tmp_path: Path) -> None:
+    """Many small files into a folder that does not exist: filled hidden, without a
+    temp file per file, renamed into place at the end; a failure midway leaves
+    neither the folder nor its hidden sibling."""
+    files = {f"sub/{i:03d}.bin": os.urandom(200 + i) for i in range(30)}
+    write_tree(Path(store.root) / "bucket" / "many", files)
+    dest = tmp_path / "run" / "train"
+    watch = WatchFolder(dest)
+    store.download_prefix("local://bucket/many/", str(dest), progress=watch)
+    assert watch.seen == [None] * len(files)  # nothing visible while it downloaded
+    assert read_tree(dest) == files and no_temp_files(tmp_path)
+
+    again = tmp_path / "run" / "again"
+    with pytest.raises(OSError, match="simulated"):
+        store.download_prefix("local://bucket/many/", str(again), progress=WatchFolder(again, fail_at=10))
+    assert not again.exists() and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train"]
+
+    # Into a folder that exists (what was there stays): file by file, each atomic.
+    (again / "sub").mkdir(parents=True)
+    (again / "kept.txt").write_text("mine")
+    watch = WatchFolder(again)
+    store.download_prefix("local://bucket/many/", str(again), progress=watch)
+    assert read_tree(again) == {**files, "kept.txt": b"mine"} and no_temp_files(tmp_path)
+    assert len(watch.seen[0]) == 3  # sub, kept.txt, and the first file in place
+
+
 # --- the fast copy paths (storage.files.copy_fd) --------------------------------------
 
 def test_fast_stage_in_copies_exactly_and_never_links_into_the_store(store: LocalStore, tmp_path: Path) -> None:

@@ -250,6 +250,26 @@ def atomic_fd(target: str) -> Iterator[int]:
         raise
 
 
+@contextlib.contextmanager
+def new_fd(target: str) -> Iterator[int]:
+    """``target`` created (it must not exist) as a raw descriptor, written in
+    place: only for a folder no reader sees yet, which is renamed into place
+    whole or removed (transfer.py download_prefix). Folders made as atomic_fd does."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(target, flags, 0o666)
+        except FileNotFoundError:
+            make_dirs(os.path.dirname(target))
+            fd = os.open(target, flags, 0o666)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 CRC_SPAN = 16 * 1024 * 1024  # a large file's CRC32 is computed in spans of this, in parallel
 
 

@@ -12,7 +12,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 
 from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
@@ -25,6 +26,7 @@ from .files import (
     copy_fd,
     is_temp_name,
     make_dirs,
+    new_fd,
     pump,
     walk_files,
     write_error,
@@ -111,7 +113,16 @@ class LocalStore(BaseStore):
         except OSError as exc:
             raise StorageError(f"cannot read {u} ({path}): {exc.strerror or exc}") from exc
 
+    whole_folder_downloads = True  # measured: the per-file temp + rename was ~25% of a small file's copy
+
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        self._copy_out(obj, uri, os.path.abspath(target), progress, atomic_fd)
+
+    def _get_new(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        self._copy_out(obj, uri, target, progress, new_fd)
+
+    def _copy_out(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress,
+                  open_sink: Callable[[str], AbstractContextManager[int]]) -> None:
         path = self._path(uri)
         try:
             source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -119,9 +130,8 @@ class LocalStore(BaseStore):
             raise ObjectNotFound(f"no object at {uri} ({path})") from None
         except OSError as exc:
             raise StorageError(f"cannot read {uri} ({path}): {exc.strerror or exc}") from exc
-        target = os.path.abspath(target)
         try:
-            with atomic_fd(target) as sink:
+            with open_sink(target) as sink:
                 # A copy, never a link: a reflink where the filesystem can, else the
                 # kernel's copy (FastFile on the process backend: the trainer may write).
                 copied = copy_fd(source, sink, obj.size, target, progress.advance)

@@ -122,6 +122,14 @@ def _credentials_file_version() -> tuple[int, int] | None:
     return (stat.st_ino, stat.st_mtime_ns)
 
 
+def forget_clients() -> None:
+    """Drop every cached client: in a forked process they would share the
+    parent's pooled connections (and the lock could be the parent's, held)."""
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+
+
 def client_for(s3: S3Settings) -> Any:
     """The cached client for these settings and the current AWS_* environment
     (boto3 clients are thread-safe; making one costs tens of milliseconds)."""

@@ -5,6 +5,7 @@ progress. A store supplies the single-object primitives."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from .base import (
     shard_objects,
     upload_target,
 )
-from .files import LocalFile, walk_files
+from .files import LocalFile, temp_path_for, walk_files, write_error
 from .progress import NullProgress
 
 T = TypeVar("T")
@@ -47,6 +48,15 @@ class BaseStore(ABC):
     @abstractmethod
     def _get(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         """Fetch one object to ``target`` (temp file + rename), verified."""
+
+    def _get_new(self, obj: ObjectInfo, uri: StorageURI, target: str, progress: TransferProgress) -> None:
+        """Fetch one object to ``target``, a new file in a folder no reader sees
+        yet (see download_prefix): no temp file needed. Default: as ``_get``."""
+        self._get(obj, uri, target, progress)
+
+    # A prefix downloaded into a folder that does not exist yet goes into a hidden
+    # sibling first, renamed into place whole (see download_prefix).
+    whole_folder_downloads = False
 
     @abstractmethod
     def _stat(self, uri: StorageURI) -> ObjectInfo:
@@ -110,10 +120,27 @@ class BaseStore(ABC):
         mine = {o.key for o in shard_objects([o for o, _ in wanted], shard)}
         items = [(o, t) for o, t in wanted if o.key in mine]
         what = f"download {u}" + (f" (shard {shard[0] + 1}/{shard[1]})" if shard else "")
-        # The object's URI from its key, not parsed again from text per object.
-        return self._run(items, lambda item, p: self._get(item[0], StorageURI(u.scheme, u.bucket, item[0].key),
-                                                          item[1], p),
-                         [o.size for o, _ in items], progress, what, self.download_concurrency)
+        # Into a folder that does not exist yet: a hidden sibling (a temp name, swept
+        # like a temp file) is filled without a temp file + rename per file, then
+        # renamed into place whole, so no reader ever sees part of the download.
+        hidden = temp_path_for(root) if self.whole_folder_downloads and not os.path.lexists(root) else None
+        get = self._get if hidden is None else self._get_new
+        if hidden is not None:
+            items = [(o, hidden + t[len(root):]) for o, t in items]
+        try:
+            # The object's URI from its key, not parsed again from text per object.
+            stats = self._run(items, lambda item, p: get(item[0], StorageURI(u.scheme, u.bucket, item[0].key),
+                                                         item[1], p),
+                              [o.size for o, _ in items], progress, what, self.download_concurrency)
+            if hidden is not None and os.path.isdir(hidden):
+                try:
+                    os.rename(hidden, root)  # fails if something made root meanwhile: never merged
+                except OSError as exc:
+                    raise write_error(root, exc) from exc
+        finally:
+            if hidden is not None and os.path.lexists(hidden):
+                shutil.rmtree(hidden, ignore_errors=True)
+        return stats
 
     # --- parallel runner ------------------------------------------------------
     def _run(self, items: Sequence[T], one: Callable[[T, TransferProgress], None],

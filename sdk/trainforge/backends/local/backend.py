@@ -24,15 +24,17 @@ from ...metrics import MetricRecord
 from ...spec import Phase, TrainingJob, TrainingJobStatus, check_job_name
 from ...staging import ArtifactURIs
 from ...storage import open_store
+from .forkstart import fork_refusal, fork_supervisor
 from .jobdir import JobDir
 from .launchers import make_launcher
-from .orphans import end_orphan
+from .orphans import end_orphan, process_start_ticks
 from .records import job_metric_records
 
 if TYPE_CHECKING:
     from .metric_columns import MetricColumns
 
 FOLLOW_POLL_SECONDS = 0.05
+FOLLOW_READ_SECONDS = 0.01
 LOG_READ_CHARS = 1024 * 1024
 # How long a new supervisor may take to write supervisor.started (imports on a
 # loaded machine are slow); past it the submit fails and the job is Failed.
@@ -67,6 +69,9 @@ def _is_job_name(name: str) -> bool:
 
 def _runs_supervisor_of(pid: int, jobdir: JobDir) -> bool:
     """Is ``pid`` this job's supervisor (not a process that reused the pid)?"""
+    start = jobdir.supervisor_start()
+    if start is not None:  # a forked supervisor runs the submitter's command line: the start time tells
+        return process_start_ticks(pid) == start
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             argv = fh.read().split(b"\0")
@@ -154,54 +159,68 @@ class LocalBackend:
         output = job.spec.output.uri if job.spec.output else self.default_output()
         jobdir = self.jobdir(job.name)
         jobdir.create(job, {"kind": self.name, "options": self.options, "output": output})
+        process: subprocess.Popen[bytes] | None = None
         try:
-            with open(jobdir.supervisor_log, "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # outlives the submitting process and its Ctrl-C
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                        p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
-                )
+            if fork_refusal() is None:  # the submitter's imports are the supervisor's: no new interpreter
+                pid = fork_supervisor(jobdir.path, jobdir.supervisor_log)
+            else:
+                process = self._exec_supervisor(jobdir)
+                pid = process.pid
         except OSError as exc:  # no interpreter, no log file, no process slot
             what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
             self._fail_unstarted(jobdir, f"the local supervisor could not be started ({what})")
         try:
-            jobdir.pid_file.write_text(str(process.pid))
+            jobdir.record_supervisor(pid, process_start_ticks(pid))
         except OSError as exc:
-            self._kill_unstarted(process)
+            self._kill_unstarted(pid, process)
             self._fail_unstarted(jobdir, f"cannot record the supervisor in {jobdir.pid_file}: {exc.strerror or exc}")
-        self._await_start(jobdir, process)
+        self._await_start(jobdir, pid, process)
 
-    def _await_start(self, jobdir: JobDir, process: subprocess.Popen[bytes]) -> None:
+    @staticmethod
+    def _exec_supervisor(jobdir: JobDir) -> subprocess.Popen[bytes]:
+        with open(jobdir.supervisor_log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "trainforge.backends.local.supervisor", str(jobdir.path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the submitting process and its Ctrl-C
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parents[3]), os.environ.get("PYTHONPATH", "")) if p)},
+            )
+
+    def _await_start(self, jobdir: JobDir, pid: int, process: subprocess.Popen[bytes] | None) -> None:
         """Wait for the supervisor's start record; a supervisor that exits or
-        hangs before it fails the submit and leaves the job Failed, not Pending."""
+        hangs before it fails the submit and leaves the job Failed, not Pending.
+        ``process`` is None for a forked supervisor (not our child: no exit code)."""
         deadline = time.monotonic() + SUPERVISOR_START_SECONDS
         while not jobdir.started:
-            code = process.poll()
-            if code is not None and not jobdir.started and jobdir.stop_requested:
+            exited = process.poll() is not None if process is not None else not _alive(pid)
+            if exited and not jobdir.started and jobdir.stop_requested:
                 # Stopped (SIGTERM) before it could take the signal: what was asked, not a failure.
                 self._end_unstarted(jobdir, Phase.STOPPED, "stopped before its supervisor started",
                                     "stopped on request")
                 return
-            if code is not None and not jobdir.started:
+            if exited and not jobdir.started:
                 tail = jobdir.supervisor_log_tail()
-                self._fail_unstarted(jobdir, f"the local supervisor exited with code {code} before it started the job"
+                how = f" with code {process.returncode}" if process is not None else ""
+                self._fail_unstarted(jobdir, f"the local supervisor exited{how} before it started the job"
                                      + (f": {tail}" if tail else "") + f" (see {jobdir.supervisor_log})")
-            if code is None and time.monotonic() >= deadline:
-                self._kill_unstarted(process)
+            if not exited and time.monotonic() >= deadline:
+                self._kill_unstarted(pid, process)
                 self._fail_unstarted(jobdir, "the local supervisor did not start within "
                                      f"{SUPERVISOR_START_SECONDS:g} s "
                                      f"and was killed (see {jobdir.supervisor_log})")
             time.sleep(START_POLL_SECONDS)
 
     @staticmethod
-    def _kill_unstarted(process: subprocess.Popen[bytes]) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: pid == process group id
-        except ProcessLookupError:
-            pass
-        process.wait()
+    def _kill_unstarted(pid: int, process: subprocess.Popen[bytes] | None) -> None:
+        # Its own session: pid == process group id; a forked one may not have called setsid yet.
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if process is not None:
+            process.wait()
 
     def _fail_unstarted(self, jobdir: JobDir, reason: str) -> NoReturn:
         """Record ``reason`` as the job's end (no supervisor owns the status)
@@ -324,8 +343,15 @@ class LocalBackend:
     def logs(self, name: str, follow: bool = False) -> Iterator[str]:
         jobdir = self._existing(name)
         attempt, offset, pending = 1, 0, ""
+        next_status = 0.0
         while True:
-            finished = self.get(name).status.phase.finished  # type: ignore[union-attr]
+            # The log is read every FOLLOW_READ_SECONDS (a first line shows at once), the
+            # status (job.json, status.json, is the supervisor alive) only every FOLLOW_POLL_SECONDS.
+            # It is read before the log, so the log read after "finished" has its last line.
+            finished = False
+            if time.monotonic() >= next_status:
+                finished = bool(self.get(name).status.phase.finished)  # type: ignore[union-attr]
+                next_status = time.monotonic() + FOLLOW_POLL_SECONDS
             path = jobdir.log_file(attempt)
             if path.exists():
                 with open(path, encoding="utf-8", errors="replace") as fh:
@@ -346,7 +372,7 @@ class LocalBackend:
                 if pending:
                     yield pending
                 return
-            time.sleep(FOLLOW_POLL_SECONDS)
+            time.sleep(FOLLOW_READ_SECONDS)
 
     def metrics(self, name: str) -> list[MetricRecord]:
         return job_metric_records(self._existing(name))

@@ -4,7 +4,8 @@ of status) and every reader (SDK, CLI, other processes).
     <jobs_root>/<name>/
         job.json            the validated TrainingJob (+ backend settings)
         status.json         TrainingJobStatus, replaced atomically
-        supervisor.pid      pid of the supervising process (written by the submitter)
+        supervisor.pid      pid of the supervising process and its start time in clock
+                            ticks (``PID TICKS``; written by the submitter)
         supervisor.started  written by the supervisor once it owns the job (start-up handshake)
         .reserve            space held back so the final status fits on a full disk
         tmp/                the supervisor's scratch (packed archives); swept when it ends or dies
@@ -203,10 +204,22 @@ class JobDir:
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def supervisor_pid(self) -> int | None:
+        return self._pid_record()[0]
+
+    def supervisor_start(self) -> int | None:
+        """When the recorded supervisor started (clock ticks since boot), if recorded:
+        tells it from a process that reused its pid."""
+        return self._pid_record()[1]
+
+    def record_supervisor(self, pid: int, start: int | None) -> None:
+        self.pid_file.write_text(f"{pid} {start}" if start is not None else str(pid))
+
+    def _pid_record(self) -> tuple[int | None, int | None]:
         try:
-            return int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+            fields = self.pid_file.read_text().split()
+            return int(fields[0]), int(fields[1]) if len(fields) > 1 else None
+        except (FileNotFoundError, ValueError, IndexError):
+            return None, None
 
     def record_trainer(self, record: dict[str, Any]) -> None:
         """What is running for the current attempt (see orphans.py)."""
