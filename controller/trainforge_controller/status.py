@@ -323,7 +323,7 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
         if queue:
             reason, message = kueue_state(observed.workload, queue)
             status.conditions = set_condition(status.conditions, "Admitted", "False", reason, message, now)
-            become(Phase.QUEUED, f"queued in Kueue (LocalQueue {queue}): {message}")
+            become(Phase.QUEUED, f"suspended until Kueue admits it (LocalQueue {queue}): {message}")
         else:
             become(Phase.QUEUED, "suspended: waiting for admission (Kueue) or spec.suspend=false")
     else:

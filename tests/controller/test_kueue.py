@@ -129,7 +129,7 @@ def test_within_quota_admitted_beyond_it_queued_with_kueues_reason_until_a_stop_
                    timeout=60, what=f"waiter Queued with Kueue's reason (now {_status(h, 'waiter')})")
         status = _status(h, "waiter")
         assert status["phase"] == "Queued"
-        assert status["message"].startswith("queued in Kueue (LocalQueue team): ")
+        assert status["message"].startswith("suspended until Kueue admits it (LocalQueue team): ")
         admitted = _condition(status, "Admitted")
         assert admitted["status"] == "False" and admitted["reason"] == "Pending"
         assert h.job("waiter-a1").spec.suspend is True and h.pods("waiter-a1") == []
