@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import statistics
 import sys
 import tempfile
@@ -252,6 +253,8 @@ def run(args: argparse.Namespace) -> None:
         queues(custom, ns, args.quota)
         core.create_namespaced_config_map(ns, {"metadata": {"name": "trainforge-instances"},
                                                "data": {"instances.yaml": CATALOG}})
+        # Every job would log that its pods use the namespace's Secret (sts off here).
+        logging.getLogger("trainforge.controller").setLevel(logging.ERROR)
         settings = dataclasses.replace(ControllerSettings(), kueue=True, catalog_namespace=ns, sts="off",
                                        default_output="s3://bench/jobs/")
         controller = Controller(cluster.api_client(), settings, namespace=ns)
