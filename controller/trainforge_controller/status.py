@@ -281,6 +281,10 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
     spec_of = latest.get("spec") or {}
     active = (latest.get("status") or {}).get("active") or 0
     queue = job.metadata.labels.get(QUEUE_LABEL)
+    if queue and not spec_of.get("suspend"):  # resumed: Kueue admitted it (it may have finished since)
+        reason, message = kueue_state(observed.workload, queue)
+        status.conditions = set_condition(status.conditions, "Admitted", "True", "Admitted",
+                                          message if reason == "Admitted" else "admitted by Kueue", now)
     if complete:
         _record_results(job, observed, status, completed=True)
         become(Phase.COMPLETED, "training finished")
@@ -330,10 +334,6 @@ def decide(job: TrainingJob, observed: Observed) -> Decision:  # noqa: C901 - on
         if any(c.type == "Suspended" for c in status.conditions):
             status.conditions = set_condition(status.conditions, "Suspended", "False", "Admitted",
                                               "admitted", now)
-        if queue:
-            reason, message = kueue_state(observed.workload, queue)
-            status.conditions = set_condition(status.conditions, "Admitted", "True", "Admitted",
-                                              message if reason == "Admitted" else "admitted by Kueue", now)
         phases = [pod_phase(p) for p in observed.pods
                   if (p.get("status") or {}).get("phase") not in ("Failed",)]
         if not phases:

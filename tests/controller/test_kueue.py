@@ -139,7 +139,7 @@ def test_within_quota_admitted_beyond_it_queued_with_kueues_reason_until_a_stop_
         h.custom.patch_namespaced_custom_object(GROUP, VERSION, h.ns, PLURAL, "holder", {
             "metadata": {"annotations": {"trainforge.dev/stop": "true"}}})
         h.wait_phase("holder", "Stopped", timeout=60)
-        status = h.wait_phase("waiter", "Completed", timeout=60)
+        status = h.wait_phase("waiter", "Completed", timeout=60)["status"]
         assert _condition(status, "Admitted")["status"] == "True"
         holder = next(w for w in queues.workloads() if w["metadata"]["ownerReferences"][0]["name"] == "holder-a1")
         assert holder["spec"]["active"] is False
