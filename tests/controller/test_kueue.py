@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from tests.controller.test_chart import by_kind, objects, render
 from tests.controller.test_reconcile import Harness
 from tests.infra.fake_nodes import GPU_PRODUCT_LABEL, H100, NODE_KIND_LABEL
 from tests.infra.waiting import wait_until
+from trainforge.instances import DEFAULT_CATALOG
+from trainforge.spec import TrainingJob
 from trainforge_controller import GROUP, PLURAL, VERSION
-from trainforge_controller.status import kueue_state
+from trainforge_controller.status import Observed, decide, kueue_state
 
 KUEUE = ("kueue.x-k8s.io", "v1beta2")
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -213,3 +216,27 @@ def test_chart_kueue_enabled_sets_the_flag_and_the_workload_rule(helm_binary: Pa
                       "verbs": ["list", "watch", "patch"]}]
     default = objects(render(helm_binary))
     assert not any("kueue.x-k8s.io" in r["apiGroups"] for d in by_kind(default, "ClusterRole") for r in d["rules"])
+
+
+@pytest.mark.parametrize(("suspend", "active", "workload", "suspend_job", "deactivate", "phase"), [
+    # admitted and running: suspend the Job (SIGTERM) and deactivate, else Kueue resumes it
+    (False, 1, _workload(("Admitted", "True", "", "")), "mn-a1", "job-x-a1-1", "Training"),
+    # still queued: deactivate, else Kueue would admit (resume) a stopped job later
+    (True, 0, _workload(("QuotaReserved", "False", "Pending", "")), None, "job-x-a1-1", "Stopped"),
+    (True, 0, _workload(active=False), None, None, "Stopped"),  # deactivated already
+    (True, 0, None, None, None, "Stopped"),  # no Kueue (or no Workload): nothing to deactivate
+], ids=["admitted", "queued", "deactivated", "no-workload"])
+def test_a_stop_deactivates_the_kueue_workload(suspend: bool, active: int, workload: dict[str, Any] | None,
+                                               suspend_job: str | None, deactivate: str | None,
+                                               phase: str) -> None:
+    tj = TrainingJob.model_validate({
+        "metadata": {"name": "mn", "labels": {QUEUE_LABEL: "team"},
+                     "annotations": {"trainforge.dev/stop": "true"}},
+        "spec": {"image": "i", "instance": {"type": "gpu-8x"}},
+        "status": {"phase": "Training" if not suspend else "Queued"}})
+    job = {"metadata": {"name": "mn-a1", "labels": {"trainforge.dev/attempt": "1"}},
+           "spec": {"suspend": suspend}, "status": {"active": active}}
+    d = decide(tj, Observed(now=datetime.now(timezone.utc), instance=DEFAULT_CATALOG["gpu-8x"], jobs=[job],
+                            workload=workload))
+    assert (d.suspend_job, d.deactivate_workload) == (suspend_job, deactivate)
+    assert d.status.phase.value == phase  # a running one is Stopped once its pods are gone
