@@ -76,14 +76,17 @@ class JobWatch:
 
         while not self.stop.is_set():
             w = watch.Watch()
-            for event in w.stream(self.batch.list_namespaced_job, self.ns, timeout_seconds=10):
-                job = event["object"]
-                if job.spec.suspend is False and job.metadata.name not in self.resumed:
-                    with self.lock:
-                        self.resumed[job.metadata.name] = time.monotonic()
-                        self.lock.notify_all()
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                for event in w.stream(self.batch.list_namespaced_job, self.ns, timeout_seconds=10):
+                    job = event["object"]
+                    if job.spec.suspend is False and job.metadata.name not in self.resumed:
+                        with self.lock:
+                            self.resumed[job.metadata.name] = time.monotonic()
+                            self.lock.notify_all()
+                    if self.stop.is_set():
+                        w.stop()
+            except Exception:  # noqa: BLE001 - the cluster going away at the end
+                self.stop.wait(1)
 
     def wait_count(self, n: int, timeout: float) -> bool:
         with self.lock:
@@ -110,16 +113,19 @@ class StatusWatch:
 
         while not self.stop.is_set():
             w = watch.Watch()
-            for event in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL,
-                                  timeout_seconds=10):
-                obj = event["object"]
-                name, phase = obj["metadata"]["name"], (obj.get("status") or {}).get("phase")
-                if phase == "Queued":
-                    self.queued.add(name)
-                elif phase and name in self.queued and name not in self.left:
-                    self.left[name] = time.monotonic()
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                for event in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL,
+                                      timeout_seconds=10):
+                    obj = event["object"]
+                    name, phase = obj["metadata"]["name"], (obj.get("status") or {}).get("phase")
+                    if phase == "Queued":
+                        self.queued.add(name)
+                    elif phase and name in self.queued and name not in self.left:
+                        self.left[name] = time.monotonic()
+                    if self.stop.is_set():
+                        w.stop()
+            except Exception:  # noqa: BLE001 - the cluster going away at the end
+                self.stop.wait(1)
 
 
 def queues(custom: Any, namespace: str, quota: int) -> None:
@@ -156,7 +162,8 @@ def finish(core: Any, namespace: str, job: str, timeout: float = 60) -> float:
         if running:
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no running pod for Job {job}")
+            seen = [(p.metadata.name, p.status.phase, p.status.conditions) for p in pods]
+            raise TimeoutError(f"no running pod for Job {job}: {seen}")
         time.sleep(0.05)
     freed = time.monotonic()
     for pod in running:
@@ -276,6 +283,7 @@ def run(args: argparse.Namespace) -> None:
         if waits:
             print(f"Job resumed -> TrainingJob no longer Queued: p50 {statistics.median(waits) * 1000:.0f} ms  "
                   f"p99 {percentile(waits, 99) * 1000:.0f} ms ({len(waits)} jobs)", flush=True)
+        statuses.stop.set()
     finally:
         stop.set()
         if kueue is not None:
