@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> None:
     stages = work / "stages.yaml"
     stages.write_text("\n---\n".join(d for d in KWOK_STAGES.read_text().split("\n---\n")
                                      if "name: pod-complete" not in d))
-    nodes = max(1, -(-args.quota // 8))
+    # Room for both runs: the baseline's last admitted pods keep their GPUs.
+    nodes = 2 * max(1, -(-args.quota // 8))
     cluster = start_kube_cluster(work / "run", work / "logs", gpu_nodes=nodes, cpu_nodes=0, stages=stages,
                                  timeout=300)
     kueue = None
