@@ -3,7 +3,7 @@
 A real control plane with kwok GPU nodes (tests/infra/kube_cluster.py; pods
 stay Running and hold their GPUs: the ``pod-complete`` stage is left out), the
 real Kueue (tests/infra/kueue_server.py) and the trainforge controller
-(in-process, ``kueue`` integration on). A ClusterQueue with ``--quota`` GPUs,
+(a subprocess, ``TRAINFORGE_KUEUE=true``). A ClusterQueue with ``--quota`` GPUs,
 a LocalQueue, and ``--jobs`` one-GPU jobs queued in it; ``--quota`` are
 admitted at once, the rest wait. Then, round after round, the script finishes
 ``--batch`` admitted jobs (their pods Succeeded, as a kubelet reports a
@@ -26,8 +26,8 @@ says what trainforge's controller adds to the admission path.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
+import os
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -237,8 +237,6 @@ def run(args: argparse.Namespace) -> None:
     from tests.infra.kube_cluster import KWOK_STAGES, start_kube_cluster
     from tests.infra.kueue_server import start_kueue
     from trainforge_controller import GROUP, PLURAL, VERSION
-    from trainforge_controller.main import Controller
-    from trainforge_controller.settings import ControllerSettings
 
     work = Path(tempfile.mkdtemp(prefix="trainforge-bench-kueue-"))
     stages = work / "stages.yaml"
@@ -249,7 +247,7 @@ def run(args: argparse.Namespace) -> None:
     cluster = start_kube_cluster(work / "run", work / "logs", gpu_nodes=nodes, cpu_nodes=0, stages=stages,
                                  timeout=300)
     kueue = None
-    stop = threading.Event()
+    controller: subprocess.Popen[bytes] | None = None
     try:
         kueue = start_kueue(cluster, work / "run" / "kueue", work / "logs", timeout=300)
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "k8s" / "crds"))
@@ -274,12 +272,15 @@ def run(args: argparse.Namespace) -> None:
         queues(custom, ns, args.quota)
         core.create_namespaced_config_map(ns, {"metadata": {"name": "trainforge-instances"},
                                                "data": {"instances.yaml": CATALOG}})
-        # Every job would log that its pods use the namespace's Secret (sts off here).
-        logging.getLogger("trainforge.controller").setLevel(logging.ERROR)
-        settings = dataclasses.replace(ControllerSettings(), kueue=True, catalog_namespace=ns, sts="off",
-                                       default_output="s3://bench/jobs/")
-        controller = Controller(cluster.api_client(), settings, namespace=ns)
-        threading.Thread(target=controller.run, args=(stop,), daemon=True).start()
+        # Its own process (as deployed): in this one it would share the GIL
+        # with the watches that take the times.
+        env = {**cluster.env(), "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("sdk", "controller", "")),
+               "TRAINFORGE_KUEUE": "true", "TRAINFORGE_CATALOG_NAMESPACE": ns, "TRAINFORGE_STS": "off",
+               "TRAINFORGE_DEFAULT_OUTPUT": "s3://bench/jobs/", "LOG_LEVEL": "ERROR"}
+        with open(work / "logs" / "controller.log", "wb") as log:
+            controller = subprocess.Popen(
+                [sys.executable, "-m", "trainforge_controller.main", "--namespace", ns, "--metrics-port", "0",
+                 "--no-leader-election"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         statuses = StatusWatch(api, ns)
         jobs = [f"tj-{i:03d}" for i in range(args.jobs)]
         for name in jobs:
@@ -299,7 +300,9 @@ def run(args: argparse.Namespace) -> None:
                   f"p99 {percentile(waits, 99) * 1000:.0f} ms ({len(waits)} jobs)", flush=True)
         statuses.stop.set()
     finally:
-        stop.set()
+        if controller is not None:
+            controller.terminate()
+            controller.wait(30)
         if kueue is not None:
             kueue.stop()
         cluster.stop()
