@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import statistics
 import sys
@@ -248,6 +249,7 @@ def run(args: argparse.Namespace) -> None:
                                  timeout=300)
     kueue = None
     controller: subprocess.Popen[bytes] | None = None
+    finished = False
     try:
         kueue = start_kueue(cluster, work / "run" / "kueue", work / "logs", timeout=300)
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "k8s" / "crds"))
@@ -299,6 +301,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"Job resumed -> TrainingJob no longer Queued: p50 {statistics.median(waits) * 1000:.0f} ms  "
                   f"p99 {percentile(waits, 99) * 1000:.0f} ms ({len(waits)} jobs)", flush=True)
         statuses.stop.set()
+        finished = True
     finally:
         if controller is not None:
             controller.terminate()
@@ -306,6 +309,10 @@ def run(args: argparse.Namespace) -> None:
         if kueue is not None:
             kueue.stop()
         cluster.stop()
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"logs kept in {work / 'logs'}", flush=True)
 
 
 def main() -> None:
