@@ -73,6 +73,15 @@ def labels(job: TrainingJob, attempt: int | None = None) -> dict[str, str]:
     return out
 
 
+def queued(job: TrainingJob) -> bool:
+    """Whether the job names a Kueue LocalQueue. Its Jobs are then created
+    suspended, so no pod starts before Kueue admits the Job (by resuming it):
+    the same thing Kueue's own Job webhook does, done here so that admission
+    never depends on that webhook being reachable (it often is not, e.g.
+    without cluster DNS) or on its failure policy."""
+    return bool(job.metadata.labels.get(QUEUE_LABEL))
+
+
 def owner_reference(job: TrainingJob, uid: str) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": job.name, "uid": uid,
             "controller": True, "blockOwnerDeletion": True}
@@ -263,7 +272,7 @@ def build_job(job: TrainingJob, uid: str, attempt: int, instance: InstanceType,
             # controller resumes such an attempt outside the retry budget (status.decide).
             "podFailurePolicy": {"rules": [{"action": "FailJob", "onPodConditions": [
                 {"type": "DisruptionTarget", "status": "True"}]}]},
-            "suspend": job.spec.suspend if suspend is None else suspend,
+            "suspend": (job.spec.suspend or queued(job)) if suspend is None else suspend,
             "template": {"metadata": {"labels": pod_labels,
                                       "annotations": {JOB_SPEC_ANNOTATION: job_spec_json(job)}},
                          "spec": pod_spec},

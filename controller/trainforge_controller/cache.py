@@ -23,6 +23,8 @@ Key = tuple[str, str]
 Obj = dict[str, Any]
 
 POD_JOB_LABEL = "job-name"  # set by the Job controller on every pod of a Job
+WORKLOAD_KIND = "Workload"  # Kueue's, one per queued batch Job
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"  # Kueue's API (its storage version)
 
 
 def key_of(obj: Obj) -> Key:
@@ -40,8 +42,10 @@ def _version(obj: Obj) -> int:
 class Store:
     """Objects by (namespace, name), and by (namespace, value of ``index_label``)."""
 
-    def __init__(self, index_label: str | None = None, trim: Callable[[Obj], Obj] | None = None):
+    def __init__(self, index_label: str | None = None, trim: Callable[[Obj], Obj] | None = None,
+                 index_of: Callable[[Obj], str | None] | None = None):
         self.index_label = index_label
+        self.index_of = index_of  # instead of a label: any value derived from the object
         self.trim = trim or strip_managed_fields
         self._lock = threading.Lock()
         self._objects: dict[Key, Obj] = {}
@@ -98,6 +102,8 @@ class Store:
                 del self._index[(ns, value)]
 
     def _label(self, obj: Obj) -> str | None:
+        if self.index_of is not None:
+            return self.index_of(obj)
         if self.index_label is None:
             return None
         value = (obj["metadata"].get("labels") or {}).get(self.index_label)
@@ -148,6 +154,30 @@ def trim_pod(obj: Obj) -> Obj:
     return strip_managed_fields(obj)
 
 
+def workload_job(obj: Obj) -> str | None:
+    """The name of the batch Job a Kueue Workload stands for (its controller owner)."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == "Job" and ref.get("apiVersion") == "batch/v1":
+            return str(ref.get("name"))
+    return None
+
+
+def trim_workload(obj: Obj) -> Obj:
+    """A Kueue Workload as ``status.kueue_state`` reads it: whether it is active,
+    its queue, its conditions and the ClusterQueue that admitted it; not its
+    pod sets (a whole pod template each)."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    meta = obj["metadata"]
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences",
+                                          "deletionTimestamp") if k in meta},
+        "spec": {k: spec[k] for k in ("active", "queueName") if k in spec},
+        "status": {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                                  for c in status.get("conditions") or []],
+                   "clusterQueue": (status.get("admission") or {}).get("clusterQueue")},
+    }
+
+
 # -- which changes matter: a watch event that changes none of this queues nothing --
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
@@ -195,19 +225,31 @@ def pod_mark(obj: Obj) -> str:
 
 
 
+def workload_mark(obj: Obj) -> str:
+    """What ``status.decide`` reads of a Workload: what ``trim_workload`` keeps."""
+    trimmed = trim_workload(obj)
+    trimmed["metadata"].pop("resourceVersion", None)
+    return _dumps(trimmed)
+
+
 class Cache:
     """The stores a reconcile pass reads, one per kind its informers fill
     (``register``). The TrainingJob reconciler reads TrainingJobs, batch Jobs
-    by the TrainingJob they belong to and pods by their attempt's Job
-    (``job-name``). The TuningJob reconciler reads TuningJobs and TrainingJobs
+    by the TrainingJob they belong to, pods by their attempt's Job
+    (``job-name``) and Kueue's Workloads by their Job. The TuningJob reconciler reads TuningJobs and TrainingJobs
     by their tuning job (the same store, indexed by ``trainforge.dev/tuning-job``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kueue: bool = False) -> None:
         self.stores: dict[str, Store] = {}
         self.training_jobs = self.register(TRAINING_KIND, Store(index_label=TUNING_JOB_LABEL))
         self.jobs = self.register("Job", Store(index_label=JOB_NAME_LABEL, trim=trim_job))
         self.pods = self.register("Pod", Store(index_label=POD_JOB_LABEL, trim=trim_pod))
         self.tuning_jobs = self.register(TUNING_KIND, Store())
+        # Kueue's Workloads by their Job: watched only with Kueue integration on
+        # (settings.kueue); else never filled, and not waited for.
+        self.workloads = Store(index_of=workload_job, trim=trim_workload)
+        if kueue:
+            self.register(WORKLOAD_KIND, self.workloads)
 
     def register(self, kind: str, store: Store) -> Store:
         if kind in self.stores:

@@ -24,7 +24,10 @@ from trainforge.names import (
     VERSION,
 )
 
-from .cache import Cache, job_mark, pod_mark, training_job_mark, trial_mark
+from .cache import (
+    KUEUE_GROUP, KUEUE_VERSION, WORKLOAD_KIND, Cache, job_mark, pod_mark, training_job_mark, trial_mark, workload_job,
+    workload_mark,
+)
 from .errors import RetryableError
 from .leader import LeaderElector
 from .reconciler import Reconciler
@@ -118,7 +121,7 @@ class Controller:
         self.api = api
         self.settings = settings or ControllerSettings()
         self.namespace = namespace
-        self.cache = Cache()
+        self.cache = Cache(kueue=self.settings.kueue)
         self.reconciler = Reconciler(api, self.settings, cache=self.cache, **reconciler_options)
         self.tuning = TuningReconciler(api, self.settings, self.cache, self.reconciler.credentials,
                                        self.reconciler._event, clock=self.reconciler.clock)
@@ -148,9 +151,24 @@ class Controller:
         tuning = ((raw or {}).get("metadata", {}).get("labels") or {}).get(TUNING_JOB_LABEL)
         return (TUNING_KIND, meta["namespace"], tuning) if tuning else None
 
+    def _workload_owner(self, obj: Obj) -> Key | None:
+        """A Workload concerns the TrainingJob of its Job (one of ours, else none)."""
+        job_name = workload_job(obj)
+        job = self.cache.jobs.get(obj["metadata"]["namespace"], job_name) if job_name else None
+        owner = ((job or {}).get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL)
+        return (TRAINING_KIND, obj["metadata"]["namespace"], owner) if owner else None
+
     def informers(self) -> list[Informer]:
         managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         to_training_job = _by_label(TRAINING_KIND, JOB_NAME_LABEL)
+        kueue = []
+        if self.settings.kueue:
+            # Kueue's Workloads carry no label of ours, so every one is watched (trimmed).
+            custom = client.CustomObjectsApi(self.api)
+            where = (self.namespace,) if self.namespace else ()
+            call = custom.list_namespaced_custom_object if self.namespace else custom.list_cluster_custom_object
+            args = (KUEUE_GROUP, KUEUE_VERSION, *where, "workloads")
+            kueue.append(Informer(WORKLOAD_KIND, call, args, (Handler(workload_mark, self._workload_owner),)))
         # Status-only changes queue nothing: the controller's own write would
         # otherwise queue the job again, and a running job's billable seconds
         # would change on every pass, for ever (controller-runtime's
@@ -172,6 +190,7 @@ class Controller:
                      (Handler(pod_mark, to_training_job),
                       Handler(_pod_end_mark, self._tuning_of_pod, urgent=_pod_succeeded)),
                      label_selector=managed),
+            *kueue,
         ]
 
     def _watch(self, stop: threading.Event, informer: Informer) -> None:

@@ -26,7 +26,7 @@ from trainforge.storage import ObjectStore, open_store
 from . import GROUP, PLURAL, VERSION
 from .archive import FOLD_POLL_SECONDS, Archiver, LogReader
 from .builder import CREDENTIALS_VOLUME, artifacts, build_job, build_service, needs_service
-from .cache import Cache
+from .cache import KUEUE_GROUP, KUEUE_VERSION, Cache
 from .catalog import load_catalog
 from .credentials import JobCredentials
 from .errors import ConfigError, RetryableError, TerminalError
@@ -120,6 +120,8 @@ class Reconciler:
         if observed.jobs:
             latest = max(observed.jobs, key=attempt_of)
             observed.pods = self.cache.pods.by_label(namespace, latest["metadata"]["name"])
+            observed.workload = next((w for w in self.cache.workloads.by_label(namespace, latest["metadata"]["name"])
+                                      if _owned_by(w, latest["metadata"].get("uid", ""))), None)
             observed.earlier_pods = [pod for j in observed.jobs if j is not latest
                                      for pod in self.cache.pods.by_label(namespace, j["metadata"]["name"])]
             if not (job.status and job.status.phase.finished) and not _finished(latest):
@@ -151,6 +153,13 @@ class Reconciler:
         if decision.suspend_job:
             self.wire.merge_patch(group_path("batch/v1", namespace, "jobs", decision.suspend_job),
                                   {"spec": {"suspend": True}})
+        if decision.deactivate_workload:
+            try:  # Kueue then evicts it: the Job stays suspended and its quota is released
+                self.wire.merge_patch(group_path(f"{KUEUE_GROUP}/{KUEUE_VERSION}", namespace, "workloads",
+                                                 decision.deactivate_workload), {"spec": {"active": False}})
+            except client.ApiException as exc:
+                if exc.status != 404:  # gone: nothing left to hold the quota
+                    raise
         if not decision.write_status:
             return Result(phase=decision.status.phase.value)
         result = self._write(raw, job, decision, decision.events)

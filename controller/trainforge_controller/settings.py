@@ -35,6 +35,10 @@ class ControllerSettings:
     # would claim that host port), and resolves Service names with
     # ClusterFirstWithHostNet.
     host_network: bool = False
+    # Kueue integration: watch Kueue's Workloads so a queued job's status says
+    # why Kueue holds it, and a stopped one leaves its queue (Workload deactivated).
+    # Off, a job labelled kueue.x-k8s.io/queue-name is still created suspended.
+    kueue: bool = False
     checkpoint_sync_seconds: int = 60
     stage_out_seconds: int = 600  # added to the grace period for the sidecar's upload
     resync_seconds: float = 300.0

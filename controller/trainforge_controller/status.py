@@ -21,7 +21,7 @@ from trainforge.staging import ArtifactURIs
 
 from trainforge.names import STOP_REASON_ANNOTATION
 
-from .builder import ATTEMPT_LABEL, STAGE_IN, STOP_ANNOTATION, TRAINER
+from .builder import ATTEMPT_LABEL, QUEUE_LABEL, STAGE_IN, STOP_ANNOTATION, TRAINER
 
 _ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLOADING]
 # The pod condition Kubernetes sets on a pod it evicts or preempts (Eviction API,
@@ -44,6 +44,7 @@ class Observed:
     final_metrics: dict[str, float] | None = None  # read once the latest Job finished
     stored: frozenset[str] = frozenset()  # artifact URIs that exist in the store
     artifacts: ArtifactURIs | None = None
+    workload: dict[str, Any] | None = None  # Kueue's Workload of the latest Job (cache.trim_workload)
 
 
 @dataclass
@@ -53,6 +54,9 @@ class Decision:
     create_attempt: int | None = None
     deadline_seconds: int = 0
     suspend_job: str | None = None  # stop: suspend this Job (pods get SIGTERM)
+    # stop under Kueue: deactivate this Workload, else Kueue would resume the
+    # suspended Job (an admitted Workload's Job runs) or admit it later
+    deactivate_workload: str | None = None
     write_status: bool = True  # False: apply the rest, leave the status to the next pass
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
@@ -226,6 +230,32 @@ def pod_active(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
+def kueue_state(workload: dict[str, Any] | None, queue: str) -> tuple[str, str]:
+    """Why Kueue holds a Job, as (reason, message): its Workload's conditions
+    in Kueue's own words (``QuotaReserved`` False says what is missing, e.g.
+    "couldn't assign flavors to pod set main: insufficient unused quota for
+    nvidia.com/gpu in flavor gpu, 1 more needed")."""
+    if workload is None:
+        return "WaitingForWorkload", f"waiting for Kueue to queue it in LocalQueue {queue}"
+    conditions = {c.get("type"): c for c in (workload.get("status") or {}).get("conditions") or []}
+    cluster_queue = (workload.get("status") or {}).get("clusterQueue")
+
+    def true(kind: str) -> dict[str, Any] | None:
+        c = conditions.get(kind)
+        return c if c and c.get("status") == "True" else None
+
+    if (workload.get("spec") or {}).get("active") is False:
+        return "Deactivated", "its Kueue Workload is deactivated"
+    if evicted := true("Evicted"):
+        return str(evicted.get("reason") or "Evicted"), f"evicted by Kueue: {evicted.get('message') or ''}".strip()
+    if true("Admitted"):
+        return "Admitted", f"admitted by Kueue to ClusterQueue {cluster_queue}"
+    if true("QuotaReserved"):
+        return "QuotaReserved", f"quota reserved in ClusterQueue {cluster_queue}; waiting for its admission checks"
+    quota = conditions.get("QuotaReserved") or {}
+    return str(quota.get("reason") or "Pending"), str(quota.get("message") or f"pending in LocalQueue {queue}")
+
+
 def pod_phase(pod: dict[str, Any]) -> tuple[Phase, str]:
     status = pod.get("status") or {}
     for c in status.get("conditions") or []:
@@ -337,6 +367,11 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
         status.attempts += 1
         status.failure_reason = None
 
+    queue = job.metadata.labels.get(QUEUE_LABEL)
+    if queue and not spec_of.get("suspend"):  # resumed: Kueue admitted it (it may have finished since)
+        reason, message = kueue_state(observed.workload, queue)
+        status.conditions = set_condition(status.conditions, "Admitted", "True", "Admitted",
+                                          message if reason == "Admitted" else "admitted by Kueue", now)
     if complete:
         end_attempt("Completed", None)
         _record_results(job, observed, status, completed=True)
@@ -383,6 +418,9 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
     elif stopping:
         if not spec_of.get("suspend"):
             decision.suspend_job = latest["metadata"]["name"]
+        workload = observed.workload
+        if workload is not None and (workload.get("spec") or {}).get("active") is not False:
+            decision.deactivate_workload = workload["metadata"]["name"]
         if active or any(pod_active(p) for p in observed.pods):
             # Stopped only once every pod is over: the sidecar uploads the final
             # checkpoint, outputs and metrics while the pod terminates.
@@ -394,7 +432,12 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
     elif spec_of.get("suspend"):
         status.conditions = set_condition(status.conditions, "Suspended", "True", "Suspended",
                                           "waiting for admission (Kueue) or spec.suspend", now)
-        become(Phase.QUEUED, "suspended: waiting for admission (Kueue) or spec.suspend=false")
+        if queue:
+            reason, message = kueue_state(observed.workload, queue)
+            status.conditions = set_condition(status.conditions, "Admitted", "False", reason, message, now)
+            become(Phase.QUEUED, f"suspended until Kueue admits it (LocalQueue {queue}): {message}")
+        else:
+            become(Phase.QUEUED, "suspended: waiting for admission (Kueue) or spec.suspend=false")
     else:
         if any(c.type == "Suspended" for c in status.conditions):
             status.conditions = set_condition(status.conditions, "Suspended", "False", "Admitted",

@@ -40,6 +40,8 @@ def applied_rbac(kube: Any, trainforge_crd: Any) -> str:  # can-i resolves the k
 #   leader.py             get+update leases/trainforge-controller, create leases, in its own namespace
 #   credentials.py        get secrets/trainforge-object-store (the parent of per-job credentials),
 #                         create + JSON-patch the per-job secrets <job>-tf-storage
+#   with TRAINFORGE_KUEUE only (chart kueue.enabled; not in k8s/): list+watch and merge-patch
+#                         (spec.active) workloads.kueue.x-k8s.io (tests/controller/test_kueue.py)
 USED = [
     ("list", "trainingjobs.trainforge.dev", "team-a"),
     ("watch", "trainingjobs.trainforge.dev", "team-a"),

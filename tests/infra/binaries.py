@@ -47,6 +47,8 @@ BINARIES: dict[str, Binary] = {
         Binary("pause", "pause", ("TEST_ASSET_PAUSE",)),
         Binary("kwok", "kwok", ("TEST_ASSET_KWOK",)),
         Binary("helm", "helm", ("TEST_ASSET_HELM",)),
+        # Its crds/ and webhooks.yaml are read from beside the binary.
+        Binary("kueue", "kueue", ("TEST_ASSET_KUEUE",)),
     ]
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the real servers the integration tests start: MinIO, mc,
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, the
-# kubelet, kwok and helm, all from the Go module proxy at pinned versions.
+# kubelet, kwok, helm and Kueue, all from the Go module proxy at pinned versions.
 #
 # Output: one folder per component and version under
 #   ${TRAINFORGE_CACHE:-~/.cache/trainforge}/servers-v1/<name>-<version>/
@@ -135,12 +135,35 @@ GO
   go build -trimpath -ldflags='-s -w' -o "$out/pause" .
 }
 
+# Kueue: the manager binary, plus its CRDs and webhook manifests from the same
+# module source (the kueue fixture applies them; nothing comes from elsewhere).
+# One line of cmd/kueue/main.go is changed: without Kueue's internal certificate
+# management it reads its metrics certificate from a fixed /etc/kueue/metrics/certs,
+# which a host process on a shared test machine cannot own; KUEUE_METRICS_CERT_DIR
+# now names another folder (unset: the path as upstream). The check fails the
+# build when a new version moves that line, rather than building it unpatched.
+build_kueue() {
+  local src
+  src=$(go mod download -json "sigs.k8s.io/kueue@$version" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  [[ -d $src ]] || { echo "sigs.k8s.io/kueue@$version: no module source"; return 1; }
+  cp -r "$src" kueue && chmod -R u+w kueue && cd kueue || return 1
+  local line='metricsCertPath := "/etc/kueue/metrics/certs"'
+  grep -qF "$line" cmd/kueue/main.go || { echo "cmd/kueue/main.go: '$line' not found"; return 1; }
+  sed -i "s|$line|$line; if d := os.Getenv(\"KUEUE_METRICS_CERT_DIR\"); d != \"\" { metricsCertPath = d }|" \
+    cmd/kueue/main.go
+  go build -ldflags="-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$version" -o "$out/kueue" ./cmd/kueue
+  mkdir -p "$out/crds"
+  cp config/components/crd/bases/*.yaml "$out/crds/"
+  cp config/components/webhook/manifests.yaml "$out/webhooks.yaml"
+}
+
 declare -A versions=(
   [minio]=$MINIO_VERSION [mc]=$MC_VERSION [etcd]=$ETCD_VERSION
   [kubernetes]=$KUBERNETES_VERSION [kubelet]=$KUBERNETES_VERSION [pause]=$PAUSE_VERSION [kwok]=$KWOK_VERSION [helm]=$HELM_VERSION
+  [kueue]=$KUEUE_VERSION
 )
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kubelet pause kwok helm mc)
+[[ ${#components[@]} -gt 0 ]] || components=(minio etcd kubernetes kubelet pause kwok helm mc kueue)
 failed=0
 for c in "${components[@]}"; do
   run_build "$c" "${versions[$c]}" "build_$c" || failed=1
