@@ -111,7 +111,7 @@ class Reconciler:
         if issues:  # terminal: another job's artifacts are not this spec's to write
             invalid = _invalid(raw, "invalid spec: " + "; ".join(str(i) for i in issues), now)
             return self._write(raw, job, invalid, invalid.events)
-        observed = Observed(now=now, artifacts=artifacts(job, self.settings))
+        observed = Observed(now=now, artifacts=artifacts(job, self.settings), kueue=self.settings.kueue)
         try:
             observed.instance = self._instance(job.spec.instance.type)
         except (KeyError, ConfigError) as exc:

@@ -29,6 +29,9 @@ _ORDER = [Phase.PENDING, Phase.QUEUED, Phase.STAGING, Phase.TRAINING, Phase.UPLO
 # the attempt Jobs fail on it by name (builder's podFailurePolicy).
 DISRUPTION = "DisruptionTarget"
 MAX_PREEMPTIONS = 10  # then the job fails: a cluster that keeps taking its nodes
+# A queued Job stopped before Kueue made its Workload: how long the stop waits
+# for the Workload (to deactivate it) before it says Stopped anyway.
+WORKLOAD_WAIT_SECONDS = 60
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Observed:
     stored: frozenset[str] = frozenset()  # artifact URIs that exist in the store
     artifacts: ArtifactURIs | None = None
     workload: dict[str, Any] | None = None  # Kueue's Workload of the latest Job (cache.trim_workload)
+    kueue: bool = False  # the Kueue integration is on: Workloads are watched
 
 
 @dataclass
@@ -228,6 +232,15 @@ def pod_active(pod: dict[str, Any]) -> bool:
     """The pod still runs a container (being deleted or not): its stage-out may
     be under way."""
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def awaiting_workload(job: TrainingJob, latest: dict[str, Any], observed: Observed) -> bool:
+    """A queued Job whose Workload Kueue has not made yet (normally milliseconds
+    after the Job), within ``WORKLOAD_WAIT_SECONDS`` of its creation."""
+    if not observed.kueue or observed.workload is not None or not job.metadata.labels.get(QUEUE_LABEL):
+        return False
+    created = _ts((latest.get("metadata") or {}).get("creationTimestamp"))
+    return created is not None and (observed.now - created).total_seconds() < WORKLOAD_WAIT_SECONDS
 
 
 def kueue_state(workload: dict[str, Any] | None, queue: str) -> tuple[str, str]:
@@ -421,7 +434,11 @@ def decide(job: TrainingJob, observed: Observed,  # noqa: C901 - one table of ca
         workload = observed.workload
         if workload is not None and (workload.get("spec") or {}).get("active") is not False:
             decision.deactivate_workload = workload["metadata"]["name"]
-        if active or any(pod_active(p) for p in observed.pods):
+        if awaiting_workload(job, latest, observed):
+            # Stopped now, Kueue would still make the Workload and may admit
+            # (resume) the Job under a Stopped job; its watch brings the next pass.
+            status.message = "stopping: waiting for Kueue's Workload to deactivate it"
+        elif active or any(pod_active(p) for p in observed.pods):
             # Stopped only once every pod is over: the sidecar uploads the final
             # checkpoint, outputs and metrics while the pod terminates.
             status.message = "stopping: the pods got SIGTERM and are saving and uploading"

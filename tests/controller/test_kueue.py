@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,27 @@ def test_a_stop_deactivates_the_kueue_workload(suspend: bool, active: int, workl
                             workload=workload))
     assert (d.suspend_job, d.deactivate_workload) == (suspend_job, deactivate)
     assert d.status.phase.value == phase  # a running one is Stopped once its pods are gone
+
+
+@pytest.mark.parametrize(("age", "phase", "message"), [
+    (2, "Queued", "stopping: waiting for Kueue's Workload to deactivate it"),
+    (120, "Stopped", "stopped on request"),  # Kueue made none in time (not running?): no wait for ever
+], ids=["fresh", "no-workload-after-a-minute"])
+def test_a_stop_before_kueue_made_the_workload_waits_for_it(age: int, phase: str, message: str) -> None:
+    # Stopped at once, the Job would stay suspended until Kueue made its Workload
+    # and admitted it: a Stopped TrainingJob's pods would then run.
+    now = datetime.now(timezone.utc)
+    tj = TrainingJob.model_validate({
+        "metadata": {"name": "mn", "labels": {QUEUE_LABEL: "team"},
+                     "annotations": {"trainforge.dev/stop": "true"}},
+        "spec": {"image": "i", "instance": {"type": "gpu-8x"}},
+        "status": {"phase": "Queued"}})
+    created = (now - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = {"metadata": {"name": "mn-a1", "labels": {"trainforge.dev/attempt": "1"}, "creationTimestamp": created},
+           "spec": {"suspend": True}, "status": {}}
+    d = decide(tj, Observed(now=now, instance=DEFAULT_CATALOG["gpu-8x"], jobs=[job], kueue=True))
+    assert (d.status.phase.value, d.status.message) == (phase, message)
+    assert d.deactivate_workload is None
+    # Without the integration there is no Workload to wait for.
+    off = decide(tj, Observed(now=now, instance=DEFAULT_CATALOG["gpu-8x"], jobs=[job]))
+    assert off.status.phase.value == "Stopped"
