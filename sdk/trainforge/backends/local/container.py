@@ -67,7 +67,9 @@ from typing import Any
 
 import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
+import docker.models.containers  # type: ignore[import-untyped]
 import docker.types  # type: ignore[import-untyped]
+import docker.utils.socket  # type: ignore[import-untyped]
 import requests
 
 from ... import untrusted
@@ -173,9 +175,10 @@ def prepare_run_dir(run_dir: Path, uid: int, gid: int, channels: list[str]) -> N
 class _Container:
     """One started container; the Launched side of the protocol."""
 
-    def __init__(self, container: Any, notes: list[str], docker_host: str):
+    def __init__(self, container: Any, notes: list[str], docker_host: str, output: Any = None):
         self._container = container
         self._notes = notes
+        self._output = output  # the attach socket opened before start, or None: read the logs
         self._docker_host = docker_host
         self._exit_code: int | None = None
         self._done = threading.Event()
@@ -202,8 +205,15 @@ class _Container:
 
         def chunks() -> Iterator[bytes]:
             try:
-                yield from self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                if self._output is None:
+                    yield from self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
+                    return
+                try:
+                    for _, data in docker.utils.socket.frames_iter(self._output, False):
+                        yield data
+                finally:
+                    self._output.close()
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 error.append(f"trainforge: log stream of {self._container.name} ended: {exc}")
 
         yield from bounded_lines(chunks())
@@ -400,15 +410,13 @@ class ContainerLauncher:
             "labels": {LABEL_JOB: job, LABEL_ATTEMPT: attempt, LABEL_MANAGED_BY: MANAGED_BY},
         }
         try:
-            self._remove_stale(name)
-            container = self._start(settings, device_requests)
+            container, output = self._start(settings, device_requests)
         except docker.errors.APIError as exc:
             if device_requests and _gpu_refusal(exc):
                 env, notes = self._without_gpus(env, f"the container engine at {self.engine_address} "
                                                      f"cannot give containers GPUs ({exc.explanation})")
                 settings["environment"] = env
-                self._remove_stale(name)
-                container = self._start(settings, None)
+                container, output = self._start(settings, None)
             elif exc.status_code == 404 or isinstance(exc, docker.errors.ImageNotFound):
                 raise ImageNotFound(f"image {image!r} is not present on the container engine at "
                                     f"{self.engine_address}: {exc.explanation}") from exc
@@ -416,18 +424,70 @@ class ContainerLauncher:
                 raise BackendError(f"could not start image {image!r} for job {job}: {exc.explanation or exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
-        return _Container(container, notes, self.engine_address)
+        return _Container(container, notes, self.engine_address, output)
 
     # -- helpers ------------------------------------------------------------------
-    def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> Any:
+    def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> tuple[Any, Any]:
+        """Create, attach, start: the container and its output socket (None when
+        the engine refused the attach: the logs are read instead). Each step is
+        one API call, since the start-up is mostly the engine's round trips:
+        no inspect after create, a stale container of the same name looked for
+        only when the name is taken, and the output attached before the start,
+        which also saves Podman's log follower (it polls its log file every
+        250 ms; an attach gets conmon's stream as ``podman run`` does)."""
         extra = {"device_requests": device_requests} if device_requests else {}
-        container = self.client.containers.create(**settings, **extra)
+        container = self._create({**settings, **extra})
         try:
-            container.start()
+            output = self._attach(container.id)
+            try:
+                container.start()
+            except BaseException:
+                if output is not None:
+                    output.close()
+                raise
         except BaseException:
             container.remove(force=True)
             raise
-        return container
+        return container, output
+
+    def _create(self, settings: dict[str, Any]) -> Any:
+        """``containers.create`` without its inspect of the new container; a
+        container of the same name (a stale attempt) is removed and the create
+        repeated."""
+        convert = getattr(docker.models.containers, "_create_container_args", None)
+        if convert is None:  # a docker SDK without the helper: the public way, one inspect more
+            return self._create_public(settings)
+        settings = {k: v for k, v in settings.items() if k != "detach"}
+        arguments = convert({**settings, "version": self.client.api._version})
+        try:
+            created = self.client.api.create_container(**arguments)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            self._remove_stale(settings["name"])
+            created = self.client.api.create_container(**arguments)
+        return self.client.containers.prepare_model({"Id": created["Id"], "Name": "/" + settings["name"]})
+
+    def _create_public(self, settings: dict[str, Any]) -> Any:
+        try:
+            return self.client.containers.create(**settings)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            self._remove_stale(settings["name"])
+            return self.client.containers.create(**settings)
+
+    def _attach(self, container_id: str) -> Any:
+        """The container's stdout and stderr from its start, or None if the
+        engine refuses (the caller reads the logs then)."""
+        try:
+            sock = self.client.api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        except docker.errors.APIError:
+            return None
+        for each in (sock, getattr(sock, "_sock", None)):  # the client's timeout would end a quiet trainer's stream
+            if each is not None and hasattr(each, "settimeout"):
+                each.settimeout(None)
+        return sock
 
     def _remove_stale(self, name: str) -> None:
 
