@@ -181,10 +181,10 @@ def run(repeats: int) -> None:
             print(f"  {label:<38} {median_ms(samples)}")
         container = statistics.median(results[container_label])
         process = statistics.median(results["process backend (submit_job)"])
-        api = statistics.median(results["bare Docker API (create+start+logs)"])
+        api = statistics.median(results["bare Docker API (create+attach+start)"])
         print(f"\ncontainer backend - process backend = {(container - process) * 1000:.0f} ms "
               "(what the container adds on top of the supervisor)")
-        print(f"container backend - bare Docker API = {(container - api) * 1000:.0f} ms "
+        print(f"container backend - bare Docker API (attach) = {(container - api) * 1000:.0f} ms "
               "(supervisor start-up, config files, /opt/ml preparation)")
         if engine is not None:
             cli = statistics.median(results[cli_label])

@@ -76,11 +76,7 @@ from ... import untrusted
 from ...contract import CONTAINER_ROOT, Layout
 from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
-from ...names import (
-    CONTAINER_ATTEMPT_LABEL,
-    CONTAINER_JOB_LABEL,
-    CONTAINER_MANAGED_BY_LABEL,
-)
+from ...names import CONTAINER_ATTEMPT_LABEL, CONTAINER_JOB_LABEL, CONTAINER_MANAGED_BY_LABEL
 from .orphans import container_record
 from .outputlines import bounded_lines
 
