@@ -462,7 +462,7 @@ class ContainerLauncher:
         try:
             created = self.client.api.create_container(**arguments)
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:
+            if not _name_taken(exc):
                 raise
             self._remove_stale(settings["name"])
             created = self.client.api.create_container(**arguments)
@@ -472,7 +472,7 @@ class ContainerLauncher:
         try:
             return self.client.containers.create(**settings)
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:
+            if not _name_taken(exc):
                 raise
             self._remove_stale(settings["name"])
             return self.client.containers.create(**settings)
@@ -508,6 +508,11 @@ class ContainerLauncher:
 
 def _podman_gpus(gpus: int) -> str:
     return f"the job asks for {gpus} GPU(s), but Podman's Docker API does not pass GPUs to containers"
+
+
+def _name_taken(exc: Any) -> bool:
+    """Docker answers a taken name with 409, Podman 4 with a 500 saying so."""
+    return exc.status_code == 409 or "already in use" in str(getattr(exc, "explanation", "") or "")
 
 
 def _gpu_refusal(exc: Any) -> bool:
