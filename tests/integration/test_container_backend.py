@@ -372,3 +372,23 @@ def test_a_trainer_that_exits_at_once_loses_no_output_and_a_stale_container_give
     assert [line for line in lines if line != "the end"] == [f"line {i}" for i in range(3000)]
     assert lines.count("the end") == 1
     assert stale.id not in [c.id for c in docker_client.containers.list(all=True)]
+
+
+def test_submit_looks_up_the_image_once_and_a_launch_without_it_says_so(
+    container_engine: Any, docker_client: Any, burst_image: str, tmp_path: Path,
+) -> None:
+    """check() before an upload and again at submit: the second is the first's
+    answer (for IMAGE_CHECK_REUSE_SECONDS). An image removed in between fails
+    the launch with ImageNotFound naming it, never something else."""
+    from trainforge.backends.local.container import ContainerLauncher
+
+    tag = "localhost/trainforge-test/burst-removed:1"
+    docker_client.images.get(burst_image).tag("localhost/trainforge-test/burst-removed", "1")
+    launcher = ContainerLauncher(docker_host=container_engine.docker_host, pull="never")
+    launcher.check(tag)
+    docker_client.images.remove(tag)
+    launcher.check(tag)  # answered from the first look-up
+    with pytest.raises(ImageNotFound, match=re.escape(repr(tag))):
+        launcher.launch(tag, tmp_path, {"TRAINFORGE_JOB_NAME": "removed"}, 0)
+    with pytest.raises(ImageNotFound, match="the pull option is 'never'"):
+        ContainerLauncher(docker_host=container_engine.docker_host, pull="never").check(tag)

@@ -61,6 +61,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ LABEL_ATTEMPT = CONTAINER_ATTEMPT_LABEL
 LABEL_MANAGED_BY = CONTAINER_MANAGED_BY_LABEL
 SHM_MIN = 1 << 30
 SHM_MAX = 32 << 30
+IMAGE_CHECK_REUSE_SECONDS = 30.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -305,6 +307,7 @@ class ContainerLauncher:
         self.on_missing_gpus = on_missing_gpus
         self.init = init
         self._client: Any = None
+        self._found: dict[str, float] = {}  # image -> when check() last found it
 
     # -- the engine -------------------------------------------------------------
     @property
@@ -341,9 +344,15 @@ class ContainerLauncher:
 
     def check(self, image: str) -> None:
 
+        # submit_job checks before it uploads data and submit again: one look-up
+        # then (an image removed in between fails the launch, saying so).
+        found = self._found.get(image)
+        if found is not None and time.monotonic() - found < IMAGE_CHECK_REUSE_SECONDS:
+            return
         client = self.client
         try:
-            client.images.get(image)
+            client.api.inspect_image(image)
+            self._found[image] = time.monotonic()
             return
         except docker.errors.ImageNotFound:
             pass
