@@ -35,6 +35,10 @@ What a container gets (SageMaker's ``docker run <image> train``):
   instance type is refused at submit; Docker without the toolkit refuses the
   request at launch, and the job fails saying why. ``on_missing_gpus="cpu"`` runs such jobs on the CPU
   instead, with a warning in the job's log and ``SM_NUM_GPUS=0``.
+- its output read through an attach made between create and start (as
+  ``docker run`` does): all of it, even from a trainer that exits at once, and
+  without Podman's log follower, which polls every 250 ms; the followed log
+  stream only where the engine refuses the attach;
 - labels ``trainforge.dev/job``, ``trainforge.dev/attempt`` and
   ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt;
 - FastFile channels of the embedded store (or ``file://``): the store's folder
