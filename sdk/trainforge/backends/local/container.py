@@ -185,6 +185,7 @@ class _Container:
         self._container = container
         self._notes = notes
         self._output = output  # the attach socket opened before start, or None: read the logs
+        self._reading = False
         self._docker_host = docker_host
         self._exit_code: int | None = None
         self._done = threading.Event()
@@ -205,6 +206,7 @@ class _Container:
 
     def lines(self) -> Iterator[str]:
 
+        self._reading = True
         yield from self._notes
         # The stream's chunks go through the same bounded splitter as a pipe's.
         error: list[str] = []
@@ -250,6 +252,8 @@ class _Container:
 
     def cleanup(self) -> None:
 
+        if self._output is not None and not self._reading:  # lines() closes what it reads
+            self._output.close()
         try:
             self._container.remove(force=True)
         except docker.errors.NotFound:
