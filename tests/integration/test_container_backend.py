@@ -368,7 +368,8 @@ def test_a_trainer_that_exits_at_once_loses_no_output_and_a_stale_container_give
         assert launched.wait(timeout=60) == 0
     finally:
         launched.cleanup()
-    # stdout and stderr are two pipes to the engine: their relative order is not kept.
+    # stdout and stderr are two pipes to the engine: their relative order is not kept,
+    # but a frame of one never cuts a line of the other (one splitter per stream).
     assert [line for line in lines if line != "the end"] == [f"line {i}" for i in range(3000)]
     assert lines.count("the end") == 1
     assert stale.id not in [c.id for c in docker_client.containers.list(all=True)]

@@ -83,7 +83,7 @@ from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
 from ...names import CONTAINER_ATTEMPT_LABEL, CONTAINER_JOB_LABEL, CONTAINER_MANAGED_BY_LABEL
 from .orphans import container_record
-from .outputlines import bounded_lines
+from .outputlines import LineSplitter
 
 MANAGED_BY = "trainforge-local"
 LABEL_JOB = CONTAINER_JOB_LABEL
@@ -208,23 +208,30 @@ class _Container:
 
         self._reading = True
         yield from self._notes
-        # The stream's chunks go through the same bounded splitter as a pipe's.
+        # The stream's chunks go through the same bounded splitter as a pipe's,
+        # one per stream when the frames say which (stdout and stderr arrive
+        # interleaved, a frame of one in the middle of a line of the other).
         error: list[str] = []
+        splitters: dict[int, LineSplitter] = {}
 
-        def chunks() -> Iterator[bytes]:
+        def frames() -> Iterator[tuple[int, bytes]]:
             try:
                 if self._output is None:
-                    yield from self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
+                    for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                        yield 1, chunk
                     return
                 try:
-                    for _, data in docker.utils.socket.frames_iter(self._output, False):
-                        yield data
+                    yield from docker.utils.socket.frames_iter(self._output, False)
                 finally:
                     self._output.close()
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 error.append(f"trainforge: log stream of {self._container.name} ended: {exc}")
 
-        yield from bounded_lines(chunks())
+        for stream, data in frames():
+            splitter = splitters.get(stream) or splitters.setdefault(stream, LineSplitter())
+            yield from splitter.feed(data)
+        for splitter in splitters.values():
+            yield from splitter.end()
         yield from error
 
     def _signal(self, sig: str) -> None:
