@@ -7,10 +7,15 @@ Submit -> first trainer line for the same one-line trainer
    supervisor, config files, /opt/ml mount, create + start through the
    Docker API, log streaming);
 2. process backend: ``submit_job(source_dir, backend="process")``;
-3. bare Docker API: create + start + first log line with the docker SDK
-   (the engine's own floor through the same API);
+3. bare Docker API: create + start + first log line with the docker SDK,
+   and create + attach + start (the engine's own floor through the same API,
+   the second the way the backend does it);
 4. bare CLI: ``podman run --rm`` of the same image with the same flags
    (host network, --init, shm size), when this script started the engine.
+
+The ways are interleaved (each round runs every way once, the order rotated
+from round to round); each round's times and its ratio to ``podman run`` are
+printed, then the medians.
 
 The image is containers/base/Dockerfile (runtime only, no PyTorch: start-up,
 not imports, is measured) plus the trainer. The engine is ``DOCKER_HOST`` if
@@ -80,6 +85,26 @@ def first_line_api(client: Any, shm_size: int) -> float:
     return elapsed
 
 
+def first_line_attach(client: Any, shm_size: int) -> float:
+    """create + attach + start, the order ``docker run`` uses (and the backend)."""
+    from docker.utils.socket import frames_iter
+
+    api = client.api
+    started = time.perf_counter()
+    host = api.create_host_config(network_mode="host", init=True, shm_size=shm_size)
+    created = api.create_container(IMAGE_TAG, ["train"], host_config=host)["Id"]
+    try:
+        sock = api.attach_socket(created, params={"stdout": 1, "stderr": 1, "stream": 1})
+        api.start(created)
+        next(frames_iter(sock, False))
+        elapsed = time.perf_counter() - started
+        sock.close()
+        api.wait(created)
+    finally:
+        api.remove_container(created, force=True)
+    return elapsed
+
+
 def first_line_cli(env: dict[str, str], shm_size: int) -> float:
     started = time.perf_counter()
     proc = subprocess.Popen(["podman", "run", "--rm", "--network", "host", "--init", f"--shm-size={shm_size}",
@@ -131,26 +156,41 @@ def run(repeats: int) -> None:
             ("container backend (submit_job)", lambda: first_line_submitted(IMAGE_TAG, get_backend("container"))),
             ("process backend (submit_job)", lambda: first_line_submitted(str(TRAINER), get_backend("process"))),
             ("bare Docker API (create+start+logs)", lambda: first_line_api(client, shm)),
+            ("bare Docker API (create+attach+start)", lambda: first_line_attach(client, shm)),
         ]
         if engine is not None:
             ways.append(("bare `podman run --rm`", lambda: first_line_cli(engine.env, shm)))
-        results: dict[str, list[float]] = {}
-        for label, measure in ways:
+        for _, measure in ways:
             measure()  # warm-up: page cache, engine caches
-            results[label] = [measure() for _ in range(repeats)]
+        # Interleaved: every round runs each way once, in a rotated order, so a
+        # load change on this shared machine hits all ways alike.
+        results: dict[str, list[float]] = {label: [] for label, _ in ways}
+        container_label, cli_label = "container backend (submit_job)", "bare `podman run --rm`"
+        print(f"load average {os.getloadavg()[0]:.1f} at the start")
+        for round_ in range(repeats):
+            order = ways[round_ % len(ways):] + ways[:round_ % len(ways)]
+            for label, measure in order:
+                results[label].append(measure())
+            line = "  ".join(f"{label.replace(' (submit_job)', '')} {results[label][-1] * 1000:.0f} ms" for label, _ in ways)
+            ratio = (f"  -> {results[container_label][-1] / results[cli_label][-1]:.2f}x podman run"
+                     if cli_label in results else "")
+            print(f"round {round_ + 1}: {line}{ratio}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
         print("\nsubmit -> first trainer line (median)")
         for label, samples in results.items():
             print(f"  {label:<38} {median_ms(samples)}")
-        container = statistics.median(results["container backend (submit_job)"])
+        container = statistics.median(results[container_label])
         process = statistics.median(results["process backend (submit_job)"])
-        api = statistics.median(results["bare Docker API (create+start+logs)"])
+        api = statistics.median(results["bare Docker API (create+attach+start)"])
         print(f"\ncontainer backend - process backend = {(container - process) * 1000:.0f} ms "
               "(what the container adds on top of the supervisor)")
-        print(f"container backend - bare Docker API = {(container - api) * 1000:.0f} ms "
+        print(f"container backend - bare Docker API (attach) = {(container - api) * 1000:.0f} ms "
               "(supervisor start-up, config files, /opt/ml preparation)")
         if engine is not None:
-            cli = statistics.median(results["bare `podman run --rm`"])
-            print(f"container backend / bare podman run = {container / cli:.2f}x")
+            cli = statistics.median(results[cli_label])
+            ratios = sorted(c / b for c, b in zip(results[container_label], results[cli_label], strict=True))
+            print(f"container backend / bare podman run = {container / cli:.2f}x (medians); per round "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)}")
     finally:
         client.close()
         if engine is not None:

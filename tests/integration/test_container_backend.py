@@ -329,3 +329,67 @@ def test_an_unreachable_engine_is_a_clear_error_at_submit(
     with pytest.raises(EngineUnavailable, match="cannot reach the container engine at unix://.*missing.sock"):
         trainforge.submit_job("localhost/whatever:1", backend="container")
 
+
+
+@pytest.fixture(scope="module")
+def burst_image(container_engine: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test bed's Python with a ``train`` that prints 3,000 lines to stdout,
+    one to stderr, and exits at once: nothing left for a log follower to catch up on."""
+    context = tmp_path_factory.mktemp("burst")
+    (context / "train").write_text("#!/usr/bin/env python3\nimport sys\n"
+                                   "sys.stdout.write(''.join(f'line {i}\\n' for i in range(3000)))\n"
+                                   "sys.stdout.flush()\nprint('the end', file=sys.stderr)\n")
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nCOPY --chmod=755 train /usr/local/bin/train\n")
+    client = container_engine.docker_client()
+    try:
+        from tests.integration.conftest import build_image
+
+        return build_image(client, context, "localhost/trainforge-test/burst:session",
+                           buildargs={"BASE": container_engine.base_image})
+    finally:
+        client.close()
+
+
+def test_a_trainer_that_exits_at_once_loses_no_output_and_a_stale_container_gives_way(
+    container_engine: Any, docker_client: Any, burst_image: str, tmp_path: Path,
+) -> None:
+    """The launcher attaches to the container before it starts it (no log
+    follower racing the exit), and a container left with the attempt's name
+    (a supervisor that died) is removed when the create finds the name taken."""
+    from trainforge.backends.local.container import ContainerLauncher, container_name
+
+    run_dir = tmp_path / "job" / "run"
+    run_dir.mkdir(parents=True)
+    env = {"TRAINFORGE_JOB_NAME": "burst", "TRAINFORGE_ATTEMPT": "1"}
+    stale = docker_client.containers.create(burst_image, ["train"], name=container_name(run_dir, "burst", "1"))
+    launched = ContainerLauncher(docker_host=container_engine.docker_host).launch(burst_image, run_dir, env, 0)
+    try:
+        lines = list(launched.lines())
+        assert launched.wait(timeout=60) == 0
+    finally:
+        launched.cleanup()
+    # stdout and stderr are two pipes to the engine: their relative order is not kept,
+    # but a frame of one never cuts a line of the other (one splitter per stream).
+    assert [line for line in lines if line != "the end"] == [f"line {i}" for i in range(3000)]
+    assert lines.count("the end") == 1
+    assert stale.id not in [c.id for c in docker_client.containers.list(all=True)]
+
+
+def test_submit_looks_up_the_image_once_and_a_launch_without_it_says_so(
+    container_engine: Any, docker_client: Any, burst_image: str, tmp_path: Path,
+) -> None:
+    """check() before an upload and again at submit: the second is the first's
+    answer (for IMAGE_CHECK_REUSE_SECONDS). An image removed in between fails
+    the launch with ImageNotFound naming it, never something else."""
+    from trainforge.backends.local.container import ContainerLauncher
+
+    tag = "localhost/trainforge-test/burst-removed:1"
+    docker_client.images.get(burst_image).tag("localhost/trainforge-test/burst-removed", "1")
+    launcher = ContainerLauncher(docker_host=container_engine.docker_host, pull="never")
+    launcher.check(tag)
+    docker_client.images.remove(tag)
+    launcher.check(tag)  # answered from the first look-up
+    with pytest.raises(ImageNotFound, match=re.escape(repr(tag))):
+        launcher.launch(tag, tmp_path, {"TRAINFORGE_JOB_NAME": "removed"}, 0)
+    with pytest.raises(ImageNotFound, match="the pull option is 'never'"):
+        ContainerLauncher(docker_host=container_engine.docker_host, pull="never").check(tag)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trainforge.backends.local.outputlines import TRUNCATED_MARK, bounded_lines
+from trainforge.backends.local.outputlines import TRUNCATED_MARK, LineSplitter, bounded_lines
 
 
 def split(data: bytes, size: int, **kw: object) -> list[str]:
@@ -40,3 +40,12 @@ def test_a_cut_never_splits_a_utf8_character() -> None:
 def test_a_cut_line_ending_in_cr_lf_across_chunks() -> None:
     mark = TRUNCATED_MARK.format(cap=4)
     assert list(bounded_lines([b"abcdefg\r", b"\nnext\n"], cap=4, universal=True)) == ["abcd" + mark, "next"]
+
+
+def test_two_streams_fed_interleaved_keep_their_lines_whole() -> None:
+    """A container's stdout and stderr frames, one splitter each: a stderr
+    frame in the middle of a stdout line does not cut it."""
+    out, err = LineSplitter(cap=16), LineSplitter(cap=16)
+    seen = out.feed(b"line 1\nline") + err.feed(b"oops\n") + out.feed(b" 2\nlast") + err.feed(b"x" * 20)
+    assert seen == ["line 1", "oops", "line 2", "x" * 16 + TRUNCATED_MARK.format(cap=16)]
+    assert out.end() == ["last"] and err.end() == []

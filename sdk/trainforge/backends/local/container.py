@@ -35,6 +35,10 @@ What a container gets (SageMaker's ``docker run <image> train``):
   instance type is refused at submit; Docker without the toolkit refuses the
   request at launch, and the job fails saying why. ``on_missing_gpus="cpu"`` runs such jobs on the CPU
   instead, with a warning in the job's log and ``SM_NUM_GPUS=0``.
+- its output read through an attach made between create and start (as
+  ``docker run`` does): all of it, even from a trainer that exits at once, and
+  without Podman's log follower, which polls every 250 ms; the followed log
+  stream only where the engine refuses the attach;
 - labels ``trainforge.dev/job``, ``trainforge.dev/attempt`` and
   ``trainforge.dev/managed-by``; a deterministic name per job folder and attempt;
 - FastFile channels of the embedded store (or ``file://``): the store's folder
@@ -61,13 +65,16 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
+import docker.models.containers  # type: ignore[import-untyped]
 import docker.types  # type: ignore[import-untyped]
+import docker.utils.socket  # type: ignore[import-untyped]
 import requests
 
 from ... import untrusted
@@ -76,7 +83,7 @@ from ...errors import BackendError, EngineUnavailable, ImageNotFound
 from ...images import connect
 from ...names import CONTAINER_ATTEMPT_LABEL, CONTAINER_JOB_LABEL, CONTAINER_MANAGED_BY_LABEL
 from .orphans import container_record
-from .outputlines import bounded_lines
+from .outputlines import LineSplitter
 
 MANAGED_BY = "trainforge-local"
 LABEL_JOB = CONTAINER_JOB_LABEL
@@ -84,6 +91,7 @@ LABEL_ATTEMPT = CONTAINER_ATTEMPT_LABEL
 LABEL_MANAGED_BY = CONTAINER_MANAGED_BY_LABEL
 SHM_MIN = 1 << 30
 SHM_MAX = 32 << 30
+IMAGE_CHECK_REUSE_SECONDS = 30.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -173,9 +181,11 @@ def prepare_run_dir(run_dir: Path, uid: int, gid: int, channels: list[str]) -> N
 class _Container:
     """One started container; the Launched side of the protocol."""
 
-    def __init__(self, container: Any, notes: list[str], docker_host: str):
+    def __init__(self, container: Any, notes: list[str], docker_host: str, output: Any = None):
         self._container = container
         self._notes = notes
+        self._output = output  # the attach socket opened before start, or None: read the logs
+        self._reading = False
         self._docker_host = docker_host
         self._exit_code: int | None = None
         self._done = threading.Event()
@@ -196,17 +206,32 @@ class _Container:
 
     def lines(self) -> Iterator[str]:
 
+        self._reading = True
         yield from self._notes
-        # The stream's chunks go through the same bounded splitter as a pipe's.
+        # The stream's chunks go through the same bounded splitter as a pipe's,
+        # one per stream when the frames say which (stdout and stderr arrive
+        # interleaved, a frame of one in the middle of a line of the other).
         error: list[str] = []
+        splitters: dict[int, LineSplitter] = {}
 
-        def chunks() -> Iterator[bytes]:
+        def frames() -> Iterator[tuple[int, bytes]]:
             try:
-                yield from self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                if self._output is None:
+                    for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                        yield 1, chunk
+                    return
+                try:
+                    yield from docker.utils.socket.frames_iter(self._output, False)
+                finally:
+                    self._output.close()
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 error.append(f"trainforge: log stream of {self._container.name} ended: {exc}")
 
-        yield from bounded_lines(chunks())
+        for stream, data in frames():
+            splitter = splitters.get(stream) or splitters.setdefault(stream, LineSplitter())
+            yield from splitter.feed(data)
+        for splitter in splitters.values():
+            yield from splitter.end()
         yield from error
 
     def _signal(self, sig: str) -> None:
@@ -234,6 +259,8 @@ class _Container:
 
     def cleanup(self) -> None:
 
+        if self._output is not None and not self._reading:  # lines() closes what it reads
+            self._output.close()
         try:
             self._container.remove(force=True)
         except docker.errors.NotFound:
@@ -295,6 +322,7 @@ class ContainerLauncher:
         self.on_missing_gpus = on_missing_gpus
         self.init = init
         self._client: Any = None
+        self._found: dict[str, float] = {}  # image -> when check() last found it
 
     # -- the engine -------------------------------------------------------------
     @property
@@ -331,9 +359,15 @@ class ContainerLauncher:
 
     def check(self, image: str) -> None:
 
+        # submit_job checks before it uploads data and submit again: one look-up
+        # then (an image removed in between fails the launch, saying so).
+        found = self._found.get(image)
+        if found is not None and time.monotonic() - found < IMAGE_CHECK_REUSE_SECONDS:
+            return
         client = self.client
         try:
-            client.images.get(image)
+            client.api.inspect_image(image)
+            self._found[image] = time.monotonic()
             return
         except docker.errors.ImageNotFound:
             pass
@@ -400,15 +434,13 @@ class ContainerLauncher:
             "labels": {LABEL_JOB: job, LABEL_ATTEMPT: attempt, LABEL_MANAGED_BY: MANAGED_BY},
         }
         try:
-            self._remove_stale(name)
-            container = self._start(settings, device_requests)
+            container, output = self._start(settings, device_requests)
         except docker.errors.APIError as exc:
             if device_requests and _gpu_refusal(exc):
                 env, notes = self._without_gpus(env, f"the container engine at {self.engine_address} "
                                                      f"cannot give containers GPUs ({exc.explanation})")
                 settings["environment"] = env
-                self._remove_stale(name)
-                container = self._start(settings, None)
+                container, output = self._start(settings, None)
             elif exc.status_code == 404 or isinstance(exc, docker.errors.ImageNotFound):
                 raise ImageNotFound(f"image {image!r} is not present on the container engine at "
                                     f"{self.engine_address}: {exc.explanation}") from exc
@@ -416,18 +448,70 @@ class ContainerLauncher:
                 raise BackendError(f"could not start image {image!r} for job {job}: {exc.explanation or exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise EngineUnavailable(f"lost the container engine at {self.engine_address}: {exc}") from exc
-        return _Container(container, notes, self.engine_address)
+        return _Container(container, notes, self.engine_address, output)
 
     # -- helpers ------------------------------------------------------------------
-    def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> Any:
+    def _start(self, settings: dict[str, Any], device_requests: list[Any] | None) -> tuple[Any, Any]:
+        """Create, attach, start: the container and its output socket (None when
+        the engine refused the attach: the logs are read instead). Each step is
+        one API call, since the start-up is mostly the engine's round trips:
+        no inspect after create, a stale container of the same name looked for
+        only when the name is taken, and the output attached before the start,
+        which also saves Podman's log follower (it polls its log file every
+        250 ms; an attach gets conmon's stream as ``podman run`` does)."""
         extra = {"device_requests": device_requests} if device_requests else {}
-        container = self.client.containers.create(**settings, **extra)
+        container = self._create({**settings, **extra})
         try:
-            container.start()
+            output = self._attach(container.id)
+            try:
+                container.start()
+            except BaseException:
+                if output is not None:
+                    output.close()
+                raise
         except BaseException:
             container.remove(force=True)
             raise
-        return container
+        return container, output
+
+    def _create(self, settings: dict[str, Any]) -> Any:
+        """``containers.create`` without its inspect of the new container; a
+        container of the same name (a stale attempt) is removed and the create
+        repeated."""
+        convert = getattr(docker.models.containers, "_create_container_args", None)
+        if convert is None:  # a docker SDK without the helper: the public way, one inspect more
+            return self._create_public(settings)
+        settings = {k: v for k, v in settings.items() if k != "detach"}
+        arguments = convert({**settings, "version": self.client.api._version})
+        try:
+            created = self.client.api.create_container(**arguments)
+        except docker.errors.APIError as exc:
+            if not _name_taken(exc):
+                raise
+            self._remove_stale(settings["name"])
+            created = self.client.api.create_container(**arguments)
+        return self.client.containers.prepare_model({"Id": created["Id"], "Name": "/" + settings["name"]})
+
+    def _create_public(self, settings: dict[str, Any]) -> Any:
+        try:
+            return self.client.containers.create(**settings)
+        except docker.errors.APIError as exc:
+            if not _name_taken(exc):
+                raise
+            self._remove_stale(settings["name"])
+            return self.client.containers.create(**settings)
+
+    def _attach(self, container_id: str) -> Any:
+        """The container's stdout and stderr from its start, or None if the
+        engine refuses (the caller reads the logs then)."""
+        try:
+            sock = self.client.api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        except docker.errors.APIError:
+            return None
+        for each in (sock, getattr(sock, "_sock", None)):  # the client's timeout would end a quiet trainer's stream
+            if each is not None and hasattr(each, "settimeout"):
+                each.settimeout(None)
+        return sock
 
     def _remove_stale(self, name: str) -> None:
 
@@ -448,6 +532,11 @@ class ContainerLauncher:
 
 def _podman_gpus(gpus: int) -> str:
     return f"the job asks for {gpus} GPU(s), but Podman's Docker API does not pass GPUs to containers"
+
+
+def _name_taken(exc: Any) -> bool:
+    """Docker answers a taken name with 409, Podman 4 with a 500 saying so."""
+    return exc.status_code == 409 or "already in use" in str(getattr(exc, "explanation", "") or "")
 
 
 def _gpu_refusal(exc: Any) -> bool:

@@ -40,35 +40,59 @@ def bounded_lines(chunks: Iterable[bytes], cap: int = LINE_CAP, universal: bool 
     the truncation mark). ``universal``: ``\\r\\n``, ``\\r`` and ``\\n`` all end
     a line (progress bars redraw with ``\\r``), as Python's text pipes did;
     otherwise only ``\\n`` does and a trailing ``\\r`` is stripped."""
-    separator = _UNIVERSAL if universal else _NEWLINE
-    mark = TRUNCATED_MARK.format(cap=cap)
-    pending = b""
-    dropping = False  # inside a line already cut: skip to its end
+    splitter = LineSplitter(cap, universal)
     for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.end()
+
+
+class LineSplitter:
+    """``bounded_lines`` fed chunk by chunk: one per stream where several
+    streams arrive interleaved (a container's stdout and stderr frames), so a
+    line of one is never cut by a chunk of the other."""
+
+    def __init__(self, cap: int = LINE_CAP, universal: bool = False):
+        self.cap = cap
+        self.universal = universal
+        self.separator = _UNIVERSAL if universal else _NEWLINE
+        self.mark = TRUNCATED_MARK.format(cap=cap)
+        self.pending = b""
+        self.dropping = False  # inside a line already cut: skip to its end
+
+    def feed(self, chunk: bytes) -> list[str]:
         if not chunk:
-            continue
-        pending += chunk
+            return []
+        cap, universal, mark = self.cap, self.universal, self.mark
+        lines: list[str] = []
+        pending = self.pending + chunk
         start = 0
         while True:
-            match = separator.search(pending, start)
+            match = self.separator.search(pending, start)
             if match is None:
                 break
             if universal and match.group() == b"\r" and match.end() == len(pending):
                 break  # maybe the first half of \r\n: decide with the next chunk
-            if dropping:
-                dropping = False
+            if self.dropping:
+                self.dropping = False
             elif match.start() - start > cap:  # a whole long line within one chunk
-                yield _decode(_cut(pending[start:match.start()], cap), False) + mark
+                lines.append(_decode(_cut(pending[start:match.start()], cap), False) + mark)
             else:
-                yield _decode(pending[start:match.start()], not universal)
+                lines.append(_decode(pending[start:match.start()], not universal))
             start = match.end()
         pending = pending[start:]
-        if dropping:
+        if self.dropping:
             pending = pending[-1:] if pending.endswith(b"\r") else b""
         elif len(pending) > cap:
-            yield _decode(_cut(pending, cap), False) + mark
-            dropping = True
+            lines.append(_decode(_cut(pending, cap), False) + mark)
+            self.dropping = True
             pending = pending[-1:] if universal and pending.endswith(b"\r") else b""
-    if pending and not dropping:
-        text = _decode(pending, not universal)
-        yield text.rstrip("\r") if universal else text
+        self.pending = pending
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line, if the stream ended without a newline."""
+        pending, self.pending = self.pending, b""
+        if not pending or self.dropping:
+            return []
+        text = _decode(pending, not self.universal)
+        return [text.rstrip("\r") if self.universal else text]
