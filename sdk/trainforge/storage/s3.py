@@ -36,6 +36,7 @@ from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, Storage
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC
+from .leanget import LeanGet, head_fields
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
 from .s3client import (
     MAPPED,
@@ -137,6 +138,7 @@ class S3Store(BaseStore):
         )
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
+        self._lean = LeanGet(self.client)
 
     def __repr__(self) -> str:
         return f"S3Store(endpoint={self.endpoint!r})"
@@ -262,6 +264,8 @@ class S3Store(BaseStore):
         if obj.size >= self.multipart_threshold:
             self._get_large(uri, target, progress)
             return
+        if self._lean.usable and self._get_lean(uri, target, progress):
+            return
         for attempt in range(1, MAX_ATTEMPTS + 1):
             moved = 0
 
@@ -281,6 +285,37 @@ class S3Store(BaseStore):
                 if not isinstance(exc.__cause__, _STREAM_ERRORS) or attempt == MAX_ATTEMPTS:
                     raise
                 progress.advance(-moved)  # the connection dropped mid-body: start this object again
+
+    def _get_lean(self, uri: StorageURI, target: str, progress: TransferProgress) -> bool:
+        """One small object through the lean GET (leanget.py), checked like the
+        full path; False (nothing left behind, progress rewound) where the full
+        path should run instead: an error answer, a dropped connection."""
+        response = self._lean.open(uri.bucket, uri.key)
+        if response is None:
+            return False
+        raw, moved = response.raw, 0
+        length = response.headers.get("content-length", "")
+        if not length.isdigit():
+            raw.release_conn()
+            return False
+
+        def advance(n: int) -> None:
+            nonlocal moved
+            moved += n
+            progress.advance(n)
+
+        try:
+            with atomic_file(target) as sink:
+                size, crc = pump(raw, sink, advance)
+                _verify(uri, size, crc, int(length), expected_crc(head_fields(response.headers)))
+            return True
+        except StorageError:
+            raise  # a write error naming the file, or a checksum mismatch: as the full path
+        except Exception:  # noqa: BLE001 (the stream broke: the full path retries and reports)
+            progress.advance(-moved)
+            return False
+        finally:
+            raw.release_conn()
 
     def _get_large(self, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         head = self._head(uri)
