@@ -307,7 +307,9 @@ class S3Store(BaseStore):
         try:
             with atomic_file(target) as sink:
                 size, crc = pump(raw, sink, advance)
-                _verify(uri, size, crc, int(length), expected_crc(head_fields(response.headers)))
+                if size != int(length):  # cut short: a broken stream, not corrupt bytes
+                    raise ConnectionError(f"{uri}: {size} of {length} bytes")
+                _verify(uri, size, crc, size, expected_crc(head_fields(response.headers)))
             return True
         except StorageError:
             raise  # a write error naming the file, or a checksum mismatch: as the full path
