@@ -296,21 +296,28 @@ def test_a_multipart_download_is_checked_from_its_parts_without_reading_it_again
     assert zlib.crc32((tmp_path / "dst" / "big.bin").read_bytes()) == zlib.crc32(data)
 
 
-def test_small_objects_take_the_lean_get_and_arrive_exact(
+def test_small_files_take_the_lean_requests_and_arrive_exact(
         store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small objects are fetched by storage/leanget.py (signed by botocore's
-    signer, no botocore get_object), keys that need quoting included."""
+    """Small files are sent and fetched by storage/lean.py (signed by botocore's
+    signer, no botocore put_object/get_object), keys that need quoting
+    included, each carrying the CRC32 of its bytes."""
     files = {name: os.urandom(i * 997) for i, name in enumerate(
-        ["plain.bin", "with space.bin", "plus+sign.bin", "pct%41.bin", "tilde~é.bin", "deep/er/x.bin"])}
+        ["empty.bin", "with space.bin", "plus+sign.bin", "pct%41.bin", "tilde~é.bin", "deep/er/x.bin"])}
     write_tree(tmp_path / "src", files)
+
+    def no_boto(**kwargs: Any) -> None:
+        raise AssertionError(f"botocore called for {kwargs.get('Key')}")
+
+    for call in ("get_object", "put_object"):
+        monkeypatch.setattr(store.client, call, no_boto)  # type: ignore[attr-defined]
     store.upload_dir(str(tmp_path / "src"), minio_bucket.uri("lean/"))
-
-    def no_boto_get(**kwargs: Any) -> None:
-        raise AssertionError(f"botocore get_object called for {kwargs.get('Key')}")
-
-    monkeypatch.setattr(store.client, "get_object", no_boto_get)  # type: ignore[attr-defined]
     store.download_prefix(minio_bucket.uri("lean/"), str(tmp_path / "dst"))
     assert read_tree(tmp_path / "dst") == files
+    head = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="lean/plus+sign.bin",
+                                                ChecksumMode="ENABLED")
+    crc = zlib.crc32(files["plus+sign.bin"])
+    assert head["Metadata"]["tf-crc32"] == f"{crc:08x}"
+    assert head["ChecksumCRC32"] == base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
 def test_a_body_cut_short_is_retried_then_named_and_leaves_nothing(tmp_path: Path) -> None:

@@ -36,8 +36,8 @@ from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, Storage
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC
-from .leanget import LeanGet, head_fields
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
+from .lean import LeanRequests, head_fields
 from .s3client import (
     MAPPED,
     MAX_ATTEMPTS,
@@ -51,6 +51,8 @@ from .transfer import BaseStore
 CRC_META = "tf-crc32"
 _STREAM_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
 _DELETE_BATCH = 1000
+# Files up to this size are read whole and sent by the lean PUT (lean.py).
+LEAN_PUT_MAX = 8 * MiB
 # What S3 answers when a conditional write loses: 412, or 409 when two
 # conditional writes of one key race on AWS (MinIO answers 412).
 _LOST_CONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -138,7 +140,7 @@ class S3Store(BaseStore):
         )
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
-        self._lean = LeanGet(self.client)
+        self._lean = LeanRequests(self.client)
 
     def __repr__(self) -> str:
         return f"S3Store(endpoint={self.endpoint!r})"
@@ -287,7 +289,7 @@ class S3Store(BaseStore):
                 progress.advance(-moved)  # the connection dropped mid-body: start this object again
 
     def _get_lean(self, uri: StorageURI, target: str, progress: TransferProgress) -> bool:
-        """One small object through the lean GET (leanget.py), checked like the
+        """One small object through the lean GET (lean.py), checked like the
         full path; False (nothing left behind, progress rewound) where the full
         path should run instead: an error answer, a dropped connection."""
         response = self._lean.open(uri.bucket, uri.key)
@@ -343,6 +345,9 @@ class S3Store(BaseStore):
 
     # --- writing ------------------------------------------------------------------
     def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:
+        if self._lean.usable and source.size < min(LEAN_PUT_MAX, self.multipart_threshold) and self._put_lean(source, uri):
+            progress.advance(source.size)
+            return
         try:
             crc = crc32_file(source.path)
         except OSError as exc:
@@ -360,6 +365,19 @@ class S3Store(BaseStore):
         stored = int(self._head(uri)["ContentLength"])
         if stored != source.size:
             raise IntegrityError(f"{uri}: stored {stored} bytes, {source.path} has {source.size}")
+
+    def _put_lean(self, source: LocalFile, uri: StorageURI) -> bool:
+        """One small file read once and sent by the lean PUT (lean.py) with the
+        CRC32 of exactly the bytes sent; False where the full path should run."""
+        try:
+            with open(source.path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise StorageError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
+        if len(data) != source.size:
+            return False  # the file changed since it was listed: the full path reads it again
+        crc = zlib.crc32(data)
+        return self._lean.put(uri.bucket, uri.key, data, crc_b64(crc), f"{crc:08x}")
 
     def write_bytes(self, uri: str | StorageURI, data: bytes) -> None:
         u = as_uri(uri)
