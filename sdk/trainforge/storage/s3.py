@@ -8,7 +8,10 @@ size and CRC32 (ours, or the object's own full-object CRC32) before the temp
 file is renamed into place; on any mismatch they raise IntegrityError naming
 the object and leave nothing behind. Files at or above
 ``multipart_threshold_mb`` go through s3transfer (parallel parts, pinned to
-one version of the object by ETag); smaller ones take one request each.
+one version of the object by ETag); smaller ones take one request each, sent
+by the lean requests of ``lean.py`` (botocore's signer on the client's own
+pool, without botocore's per-request pipeline: about half the CPU per small
+file), falling back to the full boto3 call for anything but a 200.
 """
 
 from __future__ import annotations
