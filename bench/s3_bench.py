@@ -4,7 +4,8 @@ Disk -> MinIO (upload) and MinIO -> disk (download) of one large file and of
 many small files, three ways, against the same private MinIO:
 
 1. trainforge: ``S3Store.upload_dir`` / ``download_prefix`` (CRC32 of every
-   file sent and checked, temp file + rename on download);
+   file sent and checked, temp file + rename on download; small files through
+   the lean requests of ``storage/lean.py``);
 2. plain boto3 with the same concurrency: put_object/get_object on a pool of
    threads for small files, s3transfer (``upload_file``/``download_file``)
    with the same part size and threads for the large one; no checks;

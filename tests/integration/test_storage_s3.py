@@ -294,3 +294,75 @@ def test_a_multipart_download_is_checked_from_its_parts_without_reading_it_again
     monkeypatch.setattr(s3_module, "crc32_file", no_second_read)
     store.download_prefix(minio_bucket.uri("parts/"), str(tmp_path / "dst"))
     assert zlib.crc32((tmp_path / "dst" / "big.bin").read_bytes()) == zlib.crc32(data)
+
+
+def test_small_files_take_the_lean_requests_and_arrive_exact(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files are sent and fetched by storage/lean.py (signed by botocore's
+    signer, no botocore put_object/get_object), keys that need quoting
+    included, each carrying the CRC32 of its bytes."""
+    files = {name: os.urandom(i * 997) for i, name in enumerate(
+        ["empty.bin", "with space.bin", "plus+sign.bin", "pct%41.bin", "tilde~é.bin", "deep/er/x.bin"])}
+    write_tree(tmp_path / "src", files)
+
+    def no_boto(**kwargs: Any) -> None:
+        raise AssertionError(f"botocore called for {kwargs.get('Key')}")
+
+    for call in ("get_object", "put_object"):
+        monkeypatch.setattr(store.client, call, no_boto)  # type: ignore[attr-defined]
+    store.upload_dir(str(tmp_path / "src"), minio_bucket.uri("lean/"))
+    store.download_prefix(minio_bucket.uri("lean/"), str(tmp_path / "dst"))
+    assert read_tree(tmp_path / "dst") == files
+    head = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="lean/plus+sign.bin",
+                                                ChecksumMode="ENABLED")
+    crc = zlib.crc32(files["plus+sign.bin"])
+    assert head["Metadata"]["tf-crc32"] == f"{crc:08x}"
+    assert head["ChecksumCRC32"] == base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+def test_a_body_cut_short_is_retried_then_named_and_leaves_nothing(tmp_path: Path) -> None:
+    # A server that promises 100,000 bytes and hangs up after 10: the lean GET
+    # gives up, the full boto3 path retries, and the error names the object.
+    import http.server
+    import threading
+
+    gets: list[str] = []
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _headers(self) -> None:
+            self.send_response(200)
+            for name, value in (("Content-Length", "100000"), ("ETag", '"abc"'),
+                                ("x-amz-request-id", "1"), ("Connection", "close")):
+                self.send_header(name, value)
+            self.end_headers()
+
+        def do_HEAD(self) -> None:
+            self._headers()
+
+        def do_GET(self) -> None:
+            gets.append(self.path)
+            self._headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        store = open_store("s3://bucket/x", Settings(home=tmp_path, s3=S3Settings(
+            endpoint_url=endpoint, access_key_id="a", secret_access_key="b")))
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        with pytest.raises(StorageError, match=r"s3://bucket/data/x\.bin") as caught:
+            store.download_file("s3://bucket/data/x.bin", str(dest / "x.bin"))
+        assert not isinstance(caught.value, IntegrityError)  # a cut, not corrupt bytes
+        assert leftovers(dest) == []
+        assert len(gets) == 4  # the lean GET, then the full path's 3 attempts
+    finally:
+        server.shutdown()
+        server.server_close()

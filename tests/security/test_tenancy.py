@@ -145,6 +145,10 @@ def test_minted_credentials_read_only_the_inputs_and_write_only_the_jobs_own_pre
     assert [o.key for o in store(b.uri("data/train/")).list(b.uri("data/train/"))] == \
         ["data/train/a.bin", "data/train/sub/b.bin"]
     assert store(b.uri()).read_bytes(b.uri("data/train/a.bin")) == b"victim:data/train/a.bin"
+    store(b.uri()).download_prefix(b.uri("data/train/"), str(tmp_path / "in"))  # the lean GET, session token signed
+    assert (tmp_path / "in" / "sub" / "b.bin").read_bytes() == b"victim:data/train/sub/b.bin"
+    with pytest.raises(StorageUnreachable, match="access denied"):  # a HEAD's 403 carries no code
+        store(b.uri()).download_file(b.uri("data/other/d.bin"), str(tmp_path / "d.bin"))
     _denied(lambda: store(b.uri()).read_bytes(b.uri("data/train-private/c.bin")))  # a sibling prefix
     _denied(lambda: store(b.uri()).read_bytes(b.uri("data/other/d.bin")))
     _denied(lambda: store(b.uri()).list(b.uri("data/")))

@@ -1,6 +1,6 @@
 """boto3 clients for S3-compatible stores, and the mapping of botocore errors
-into trainforge's hierarchy. This module, ``s3.py`` and ``sts.py`` are the only
-places in trainforge that import boto3/botocore.
+into trainforge's hierarchy. This module, ``s3.py``, ``lean.py`` and ``sts.py``
+are the only places in trainforge that import boto3/botocore.
 
 Endpoint and credentials: ``Settings.s3`` when set, otherwise boto3's own
 chain (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``~/.aws/config``, ...). Any
