@@ -11,7 +11,7 @@ controller does not redo the work. A pod being deleted (a stop, an eviction,
 the deadline) may lose its containers, and their logs, within a second of its
 trainer's end: its log is read as soon as the deletion is seen, and once more
 when the trainer has ended (the kubelet's "unable to retrieve container logs"
-answer is never archived).
+and "failed to try resolving symlinks" answers are never archived).
 
 When the job's verdict is final, the job's metric regexes are applied to host
 1's archived log of the last attempt and the records merged into the job's
@@ -75,8 +75,9 @@ FOLD_POLL_SECONDS = 1.0
 FOLD_WAIT_SECONDS = 0.5  # what a worker waits for a fold before it requeues the job
 
 
-# What the kubelet answers, as the log's text, once a container is removed.
-KUBELET_NO_LOG = "unable to retrieve container logs for "
+# What the kubelet answers, as the log's text (HTTP 200), once a container or
+# its log file is removed: never archived, and never over an early copy.
+KUBELET_NO_LOG = ("unable to retrieve container logs for ", "failed to try resolving symlinks in path ")
 
 
 @dataclass(frozen=True)

@@ -282,9 +282,16 @@ def test_trainer_log_through_the_kubelet_api_is_read_live_archived_and_folded(
     assert list(backend.logs("kubelet-log")) == trained  # the archive, once the pod is gone
 
 
-def test_a_pod_being_deleted_is_archived_early_then_again_when_its_trainer_ends() -> None:
+@pytest.mark.parametrize("kubelet_says", [
+    "unable to retrieve container logs for containerd://abc",
+    # the container still listed, its log file already removed (seen on the real node after an eviction)
+    'failed to try resolving symlinks in path "/var/log/pods/ns_p_uid/trainer/0.log": '
+    "lstat /var/log/pods/ns_p_uid/trainer/0.log: no such file or directory",
+], ids=["container-gone", "log-file-gone"])
+def test_a_pod_being_deleted_is_archived_early_then_again_when_its_trainer_ends(kubelet_says: str) -> None:
     """An evicted or stopped pod can lose its containers within a second of its
-    trainer's end: its log is read at once, and read again once whole."""
+    trainer's end: its log is read at once, and read again once whole; the
+    kubelet's answer for a log that is gone never replaces the early copy."""
     from trainforge_controller.archive import Archiver
     from trainforge_controller.status import Observed
     from trainforge.spec import TrainingJob
@@ -300,8 +307,7 @@ def test_a_pod_being_deleted_is_archived_early_then_again_when_its_trainer_ends(
             self.objects[uri] = data
 
     store = Store()
-    logs = iter(["epoch=1\n", "epoch=1\nstopped by SIGTERM\n",
-                 "unable to retrieve container logs for containerd://abc"])
+    logs = iter(["epoch=1\n", "epoch=1\nstopped by SIGTERM\n", kubelet_says, "epoch=1\n", kubelet_says])
     archiver = Archiver(None, lambda job, uri: store, read_log=lambda p, c: next(logs))  # type: ignore[arg-type]
     job = TrainingJob.model_validate({"metadata": {"name": "j", "namespace": "ns"}, "spec": {"image": "i"}})
     going = pod("Running", "running")
@@ -317,3 +323,8 @@ def test_a_pod_being_deleted_is_archived_early_then_again_when_its_trainer_ends(
     assert archiver.archive_logs(job, observe(ended)) == 0  # whole now: never read again
     del store.objects[uri]
     assert archiver.archive_logs(job, observe(ended)) == 0 and uri not in store.objects  # the kubelet's words
+    # early copy, then the log file is gone by the time the trainer has ended: the copy stays
+    other = ART.log("algo-1", 2)
+    going["metadata"]["labels"]["trainforge.dev/attempt"] = ended["metadata"]["labels"]["trainforge.dev/attempt"] = "2"
+    assert archiver.archive_logs(job, observe(going)) == 1 and store.objects[other] == b"epoch=1\n"
+    assert archiver.archive_logs(job, observe(ended)) == 0 and store.objects[other] == b"epoch=1\n"

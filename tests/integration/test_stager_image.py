@@ -118,7 +118,8 @@ def test_stager_image_stages_in_from_minio(docker_client: Any, stager_image: str
         stager_image, ["in"], remove=True, network_mode="host",
         environment={**minio_bucket.env(), "TRAINFORGE_JOB": json.dumps(job), "JOB_COMPLETION_INDEX": "1"},
         volumes={str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}})
-    assert "staged 1 channel(s) for algo-2; restored 1 checkpoint file(s)" in output.decode()
+    said = output.decode()  # "staged 1 channel(s) for algo-2 (start-up .. s, .. MiB in .. s = .. MiB/s); restored ..."
+    assert "staged 1 channel(s) for algo-2 (start-up " in said and "; restored 1 checkpoint file(s)" in said
     staged = sorted(p.name for p in (opt_ml / "input" / "data" / "train").iterdir())
     assert staged == ["part-1.csv", "part-3.csv"]  # host 2 of 2: every second key
     assert json.loads((opt_ml / "input" / "config" / "resourceconfig.json").read_text())["current_host"] == "algo-2"
