@@ -22,8 +22,8 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 

@@ -143,7 +143,6 @@ class FlakyApiserver:
 def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_under_its_number() -> None:
     import pytest
     from kubernetes import client
-
     from trainforge_controller.cache import Cache
     from trainforge_controller.errors import RetryableError
     from trainforge_controller.settings import ControllerSettings
