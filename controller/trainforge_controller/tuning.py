@@ -54,7 +54,7 @@ from .credentials import JobCredentials
 from .errors import RetryableError, TerminalError
 from .reconciler import Result, _owned_by, _wire, create_child, invalid_spec
 from .settings import ControllerSettings
-from trainforge.conditions import enter_phase, set_condition
+from trainforge.conditions import set_condition, tuning_phase
 
 from .status import attempt_of, job_condition
 from .wire import Wire, group_path
@@ -162,11 +162,7 @@ def tuning_status(old: TuningJobStatus, step: Plan, active: int, started: int, m
     else:
         status.phase = "Running"
         status.message = f"{started} of {max_trials} trials started, {active} active"
-    status.conditions = set_condition(status.conditions, "Running", "True" if status.phase == "Running" else "False",
-                                      "TrialsActive" if status.phase == "Running" else status.phase,
-                                      status.message, now)
-    if status.phase in FINISHED:
-        status.conditions = enter_phase(status.conditions, status.phase, status.message, now)
+    status.conditions = tuning_phase(status.conditions, status.phase, status.message, now)
     return TuningDecision(status, events)
 
 
@@ -177,7 +173,8 @@ def failed_status(old: TuningJobStatus, reason: str, kind: str, now: datetime) -
     status.phase, status.message, status.failure_reason = "Failed", reason, reason
     status.start_time = status.start_time or _fmt(now)
     status.end_time = _fmt(now)
-    status.conditions = set_condition(status.conditions, "Failed", "True", kind, reason, now)
+    status.conditions = tuning_phase(status.conditions, "Failed", reason, now)
+    status.conditions = set_condition(status.conditions, "Failed", "True", kind, reason, now)  # the reason: why
     return TuningDecision(status, [("Warning", kind, reason)])
 
 

@@ -171,3 +171,19 @@ def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_un
     assert result.created == ("hpo-003",)
     assert sorted(apiserver.created) == [f"hpo-{n:03d}" for n in range(12)]
     assert reconciler.reconcile("team-a", "hpo").created == ()  # 12 running: no room
+
+
+def test_local_and_cluster_jobs_speak_one_condition_dialect() -> None:
+    """The types a local job records are the cluster's (trainforge.conditions)."""
+    from trainforge.conditions import (
+        TRAINING_CONDITIONS, TUNING_CONDITIONS, enter_phase, started_locally, tuning_phase,
+    )
+
+    local = enter_phase(started_locally([], NOW), "Completed", "training finished", NOW)
+    assert [(c.type, c.status) for c in local] == [("Created", "True"), ("Scheduled", "True"), ("Completed", "True")]
+    assert {c.type for c in local} <= set(TRAINING_CONDITIONS)
+    running = tuning_phase([], "Running", "1 of 4 trials started", NOW)
+    ended = tuning_phase(running, "Stopped", "stopped on request", NOW)
+    assert [(c.type, c.status, c.reason) for c in ended] == [("Running", "False", "Stopped"),
+                                                             ("Stopped", "True", "Stopped")]
+    assert {c.type for c in ended} <= set(TUNING_CONDITIONS)
