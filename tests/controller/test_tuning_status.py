@@ -4,6 +4,7 @@ body, what a stop writes and how it is read back. No cluster."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from trainforge.spec import parse_tuning_job
 from trainforge.spec.tuning import TrialCounts, TuningJobStatus
@@ -110,6 +111,8 @@ class FlakyApiserver:
 
         self.fail, self.lock = fail, threading.Lock()
         self.created: list[str] = []
+        self.status_writes: list[dict] = []
+        self.cache: Any = None
         self.in_flight = self.most_in_flight = 0
 
     def create(self, path: str, body: dict) -> dict:
@@ -137,10 +140,15 @@ class FlakyApiserver:
                 self.in_flight -= 1
 
     def merge_patch(self, path: str, body: dict) -> dict:
-        return {}
+        self.status_writes.append(body)
+        raw = self.cache.tuning_jobs.get("team-a", "hpo")
+        status = {k: v for k, v in body["status"].items() if v is not None}
+        return {**raw, "status": status, "metadata": {**raw["metadata"], "resourceVersion": str(len(self.status_writes) + 1)}}
 
 
 def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_under_its_number() -> None:
+    import time
+
     import pytest
     from kubernetes import client
     from trainforge_controller.cache import Cache
@@ -159,6 +167,7 @@ def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_un
     apiserver = FlakyApiserver(fail="hpo-003")
     reconciler = TuningReconciler(client.ApiClient(), ControllerSettings(), cache, None, lambda *a: None)  # type: ignore[arg-type]
     reconciler.wire = apiserver  # type: ignore[assignment]
+    apiserver.cache = cache
 
     with pytest.raises(RetryableError, match="500"):
         reconciler.reconcile("team-a", "hpo")
@@ -171,6 +180,19 @@ def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_un
     assert result.created == ("hpo-003",)
     assert sorted(apiserver.created) == [f"hpo-{n:03d}" for n in range(12)]
     assert reconciler.reconcile("team-a", "hpo").created == ()  # 12 running: no room
+    assert len(apiserver.status_writes) == 1
+
+    # A trial starts training: only the counts change, so the write waits
+    # (settings.tuning_status_seconds after the last) and a requeue brings it.
+    trial = cache.training_jobs.get("team-a", "hpo-005")
+    cache.training_jobs.upsert({**trial, "status": {"phase": "Training"},
+                                "metadata": {**trial["metadata"], "resourceVersion": "100"}})
+    held = reconciler.reconcile("team-a", "hpo")
+    assert len(apiserver.status_writes) == 1
+    assert held.requeue_after is not None and 0 < held.requeue_after <= ControllerSettings().tuning_status_seconds
+    time.sleep(held.requeue_after)
+    reconciler.reconcile("team-a", "hpo")
+    assert [w["status"]["trials"].get("running", 0) for w in apiserver.status_writes] == [0, 1]
 
 
 def test_local_and_cluster_jobs_speak_one_condition_dialect() -> None:
@@ -187,3 +209,20 @@ def test_local_and_cluster_jobs_speak_one_condition_dialect() -> None:
     assert [(c.type, c.status, c.reason) for c in ended] == [("Running", "False", "Stopped"),
                                                              ("Stopped", "True", "Stopped")]
     assert {c.type for c in ended} <= set(TUNING_CONDITIONS)
+
+
+def test_a_status_write_of_counts_only_waits_but_a_new_phase_or_condition_does_not() -> None:
+    from trainforge_controller.tuning import same_state
+
+    running = {"phase": "Running", "message": "3 of 9 trials started, 3 active", "startTime": "t0",
+               "trials": {"running": 3}, "conditions": [{"type": "Running", "status": "True", "reason": "TrialsActive",
+                                                         "message": "3 of 9", "lastTransitionTime": "t0"}]}
+    more = {**running, "message": "4 of 9 trials started, 4 active", "trials": {"running": 4, "completed": 1},
+            "bestTrial": {"name": "hpo-000"},
+            "conditions": [{**running["conditions"][0], "message": "4 of 9"}]}
+    assert same_state(running, more)
+    ended = {**more, "phase": "Completed"}
+    assert not same_state(running, ended)
+    assert not same_state({}, running)  # the first write (startTime, the Running condition)
+    flipped = {**more, "conditions": [{**more["conditions"][0], "status": "False"}]}
+    assert not same_state(running, flipped)
