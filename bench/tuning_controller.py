@@ -232,6 +232,8 @@ def run(args: argparse.Namespace) -> None:
                    what="the bench namespace's service account")
         env = {**cluster.env(), **s3, "TRAINFORGE_DEFAULT_OUTPUT": output, "TRAINFORGE_STS": "off",
                "PYTHONPATH": os.pathsep.join([str(REPO / "sdk"), str(REPO / "controller")])}
+        if args.status_seconds is not None:
+            env["TRAINFORGE_TUNING_STATUS_SECONDS"] = str(args.status_seconds)
         with open(work / "logs" / "controller.log", "wb") as log:
             controller = subprocess.Popen(
                 [sys.executable, "-m", "trainforge_controller.main", "--namespace", NAMESPACE,
@@ -247,6 +249,7 @@ def run(args: argparse.Namespace) -> None:
         capacity = args.nodes * 8
         samples: list[tuple[float, int]] = []
         cpu0 = proc.cpu_seconds()
+        load0 = os.getloadavg()
         t_submit = time.time()
         client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "tuningjobs",
                                                                      tuning_body(args, output))
@@ -317,9 +320,16 @@ def run(args: argparse.Namespace) -> None:
 
         print()
         print(f"== one TuningJob: {args.trials} trials, {args.parallel} in parallel, {args.instance} each, "
-              f"on {args.nodes} nodes x 8 GPUs; strategy {args.strategy}; each trial runs {args.trial_seconds:g} s ==")
+              f"on {args.nodes} nodes x 8 GPUs; strategy {args.strategy}; each trial runs {args.trial_seconds:g} s; "
+              f"status writes held {'(default)' if args.status_seconds is None else f'{args.status_seconds:g} s'} ==")
         print(f"tuning job {final.get('phase')} in {t_done - t_submit:.0f} s: {final.get('trials')}; "
               f"best {final.get('bestTrial', {}).get('name')} = {final.get('bestTrial', {}).get('objective')}")
+        load1 = os.getloadavg()
+        print(f"load average (1/5/15 min) at submit: {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
+              f"at the end: {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f}")
+        expected = {f"{TUNING}-{i:03d}" for i in range(min(args.trials, len(observer.created)))}
+        print(f"trials created: {len(observer.created)}, named {TUNING}-000 on without a gap: "
+              f"{'yes' if set(observer.created) == expected else 'NO'}")
         print(line("trial ended -> next trial created", to_next))
         print(line("  of which ended -> its TuningJob queued (pod watch event reaches the controller)", to_queued))
         print(line("  of which queued -> a worker takes it (queue wait, its own previous pass included)", queued_to_taken))
@@ -380,6 +390,8 @@ def main() -> None:
     parser.add_argument("--strategy", default="Random", choices=["Random", "Bayesian"])
     parser.add_argument("--trial-seconds", type=float, default=5.0, help="how long each trial's pod runs")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--status-seconds", type=float, default=None,
+                        help="the controller's TRAINFORGE_TUNING_STATUS_SECONDS (0: every status write at once)")
     run(parser.parse_args())
 
 

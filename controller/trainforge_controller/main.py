@@ -32,7 +32,7 @@ from .errors import RetryableError
 from .leader import LeaderElector
 from .reconciler import Reconciler
 from .settings import ControllerSettings
-from .tuning import TuningReconciler
+from .tuning import CREATE_PARALLELISM, TuningReconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger("trainforge.controller")
@@ -56,6 +56,9 @@ Obj = dict[str, Any]
 # is ~40 ms of its time under load), so threads, not cores, bound how fast a
 # burst of submissions gets its Jobs (bench/controller_scale.py).
 DEFAULT_WORKERS = 16
+# Workers that serve only TuningJob keys (the others serve them first too): a
+# tuning pass never waits behind a backlog of TrainingJob passes.
+DEFAULT_TUNING_WORKERS = 2
 MISSING_KIND_RETRY_SECONDS = 30
 
 
@@ -117,7 +120,7 @@ class Controller:
 
     def __init__(self, api: client.ApiClient, settings: ControllerSettings | None = None,
                  namespace: str | None = None, workers: int = DEFAULT_WORKERS, watch_seconds: int = 30,
-                 **reconciler_options: Any):
+                 tuning_workers: int = DEFAULT_TUNING_WORKERS, **reconciler_options: Any):
         self.api = api
         self.settings = settings or ControllerSettings()
         self.namespace = namespace
@@ -126,8 +129,9 @@ class Controller:
         self.tuning = TuningReconciler(api, self.settings, self.cache, self.reconciler.credentials,
                                        self.reconciler._event, clock=self.reconciler.clock)
         self.reconcilers: dict[str, Reconciles] = {TRAINING_KIND: self.reconciler, TUNING_KIND: self.tuning}
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(first=lambda key: key[0] == TUNING_KIND)
         self.workers = workers
+        self.tuning_workers = tuning_workers
         self.watch_seconds = watch_seconds  # how long a stop may wait on an open watch
         self.reconciles = 0
 
@@ -282,12 +286,12 @@ class Controller:
                     self.queue.add((kind, ns, name))
 
     # -- workers -------------------------------------------------------------
-    def _work(self, stop: threading.Event) -> None:
+    def _work(self, stop: threading.Event, tuning_only: bool = False) -> None:
         failures: dict[Key, int] = {}
         if not self.cache.wait_synced(stop):  # no decision on a half-filled cache
             return
         while not stop.is_set():
-            key = self.queue.get(stop)
+            key = self.queue.get(stop, first_only=tuning_only)
             if key is None:
                 continue
             started = time.monotonic()
@@ -338,6 +342,8 @@ class Controller:
         threads.append(threading.Thread(target=self._resync, args=(stop,), daemon=True))
         threads += [threading.Thread(target=self._work, args=(stop,), daemon=True)
                     for _ in range(self.workers)]
+        threads += [threading.Thread(target=self._work, args=(stop, True), name=f"tuning-worker-{i}", daemon=True)
+                    for i in range(self.tuning_workers)]
         from .retraining.loop import RetrainingLoop  # RetrainingPolicies, until the manager watches them
 
         threads.append(threading.Thread(target=RetrainingLoop(self.api, self.namespace).run, args=(stop,),
@@ -369,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default=os.environ.get("WATCH_NAMESPACE") or None)
     parser.add_argument("--metrics-port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--tuning-workers", type=int, default=DEFAULT_TUNING_WORKERS,
+                        help="workers reserved for TuningJobs (on top of --workers)")
     parser.add_argument("--no-leader-election", action="store_true")
     parser.add_argument("--trace", action="store_true",
                         help="a timing line per pass that created children (queued, taken, done)")
@@ -386,10 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigException:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
-    # One connection per worker, plus the watches (each holds one open),
-    # the event sender, the lease and a spare: a smaller pool discards and
-    # reopens connections under load.
-    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, args.workers + 7)
+    # One connection per worker and per trial create in flight, plus the
+    # watches (each holds one open), the event sender, the lease and a spare:
+    # a smaller pool discards and reopens connections under load.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize,
+                                                args.workers + args.tuning_workers + CREATE_PARALLELISM + 7)
     api = client.ApiClient(configuration)
     settings = ControllerSettings.from_env()
     if start_http_server is not None and args.metrics_port:
@@ -401,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log.info("trainforge controller starting")
-    Controller(api, settings, args.namespace, args.workers).run(stop, leader)
+    Controller(api, settings, args.namespace, args.workers, tuning_workers=args.tuning_workers).run(stop, leader)
     return 0
 
 

@@ -44,6 +44,9 @@ class ControllerSettings:
     resync_seconds: float = 300.0
     requeue_seconds: float = 15.0  # running jobs only: their billable seconds grow
     catalog_seconds: float = 30.0  # how long a read of the instance catalog is used
+    # A TuningJob status write that changes only counts, the best trial and
+    # messages waits this long after the previous write (0: never waits).
+    tuning_status_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.job_uid < 1:  # the kubelet would refuse every pod, each with its own error

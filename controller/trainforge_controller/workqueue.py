@@ -9,6 +9,11 @@ plus a lane for urgent keys).
   that wait is what users feel. Follow-up passes (pod and Job events, the
   billing clock, resync) wait behind it; without the lane, a burst of
   submissions queues each new job behind every older job's follow-ups.
+- ``first(key)`` names keys served ahead of the rest at the same urgency (the
+  controller's TuningJobs: a tuning pass creates the trials whose GPUs sit
+  idle meanwhile, one key against thousands of trials' follow-ups), and
+  ``get(..., first_only=True)`` is a worker reserved for them, so they never
+  wait behind a backlog of the others.
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 
 
 class WorkQueue(Generic[Key]):
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._urgent: deque[Key] = deque()
-        self._normal: deque[Key] = deque()
+    def __init__(self, first: Callable[[Key], bool] = lambda key: False) -> None:
+        lock = threading.Lock()
+        self._cv = threading.Condition(lock)  # any worker
+        self._cv_first = threading.Condition(lock)  # the workers reserved for ``first`` keys
+        self._first = first
+        # (urgent, first) -> its lane; served in this order
+        self._lanes: dict[tuple[bool, bool], deque[Key]] = {
+            (True, True): deque(), (True, False): deque(), (False, True): deque(), (False, False): deque()}
         self._queued: dict[Key, bool] = {}  # key -> urgent; the deques may hold stale copies
         self._busy: set[Key] = set()
         self._dirty: dict[Key, bool] = {}  # added while busy -> re-queued by done(), urgent or not
@@ -52,18 +61,25 @@ class WorkQueue(Generic[Key]):
                 self._since.setdefault(key, time.time())  # asked for now, though served after this pass
             else:
                 self._enqueue(key, urgent)
-            self._cv.notify()
+            self._notify()
+
+    def _notify(self) -> None:
+        # Both kinds of waiter: a reserved one woken for another key sleeps again.
+        self._cv.notify()
+        self._cv_first.notify()
 
     def _enqueue(self, key: Key, urgent: bool) -> None:
         held = self._queued.get(key)
         self._since.setdefault(key, time.time())
         if held is None or (urgent and not held):  # new, or promoted (the normal copy goes stale)
             self._queued[key] = urgent
-            (self._urgent if urgent else self._normal).append(key)
+            self._lanes[(urgent, self._first(key))].append(key)
 
-    def get(self, stop: threading.Event, timeout: float = 0.5) -> Key | None:
-        """The next key (urgent first), or None once ``stop`` is set."""
-        with self._cv:
+    def get(self, stop: threading.Event, timeout: float = 0.5, first_only: bool = False) -> Key | None:
+        """The next key (urgent first, then ``first`` keys first), or None once
+        ``stop`` is set; with ``first_only`` only a ``first`` key."""
+        cv = self._cv_first if first_only else self._cv
+        with cv:
             while not stop.is_set():
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
@@ -75,7 +91,11 @@ class WorkQueue(Generic[Key]):
                         self._dirty.setdefault(key, False)
                     else:
                         self._enqueue(key, False)
-                for lane, urgent in ((self._urgent, True), (self._normal, False)):
+                        if first_only != self._first(key):  # due now, but not for this worker
+                            self._notify()
+                for (urgent, first), lane in self._lanes.items():
+                    if first_only and not first:
+                        continue
                     while lane:
                         key = lane.popleft()
                         if self._queued.get(key) is urgent:  # else a stale copy: skip it
@@ -84,7 +104,7 @@ class WorkQueue(Generic[Key]):
                             self._taken_since[key] = self._since.pop(key, time.time())
                             return key
                 wait = timeout if not self._delayed else min(timeout, self._delayed[0][0] - now)
-                self._cv.wait(max(0.01, wait))
+                cv.wait(max(0.01, wait))
         return None
 
     def queued_since(self, key: Key) -> float | None:
@@ -98,7 +118,7 @@ class WorkQueue(Generic[Key]):
             self._taken_since.pop(key, None)
             if key in self._dirty:
                 self._enqueue(key, self._dirty.pop(key))
-                self._cv.notify()
+                self._notify()
 
     def __len__(self) -> int:
         with self._cv:

@@ -192,7 +192,8 @@ def test_two_node_job_runs_to_completed_with_metrics_and_artifacts(harness: Harn
     assert status["artifacts"]["model"] == f"{out}{h.ns}/mnist/output/model.tar.gz"
     assert status["artifacts"]["checkpoints"] == h.bucket.uri("ckpt/mnist/")
     assert status["attempts"] == 1 and status["gpus"] == 16
-    assert {c["type"] for c in status["conditions"]} >= {"Created", "Completed"}
+    # the same condition types a local job records (trainforge.conditions)
+    assert [c["type"] for c in status["conditions"]] == ["Created", "Scheduled", "Completed"]
     assert len(h.pods("mnist-a1")) == 2
     printed = h.kube.kubectl("get", "tj", "-n", h.ns).stdout
     assert "Completed" in printed and "val:acc=0.97" in printed

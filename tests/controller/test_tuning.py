@@ -75,6 +75,8 @@ def test_trials_run_with_bounded_parallelism_and_the_best_is_found(harness: Harn
     wait_until(lambda: sorted(trials(h, "tune")) == ["tune-000", "tune-001"], timeout=30, what="two trials")
     wait_until(lambda: all(phase_of(t) == "Queued" for t in trials(h, "tune").values()), timeout=30,
                what="both trials queued")
+    # counts alone are written at most once a second (settings.tuning_status_seconds)
+    wait_until(lambda: tuning(h, "tune")["status"]["trials"]["pending"] == 2, timeout=10, what="the counts")
     status = tuning(h, "tune")["status"]
     assert status["phase"] == "Running" and status["trials"]["pending"] == 2
     trial = trials(h, "tune")["tune-000"]

@@ -4,6 +4,7 @@ body, what a stop writes and how it is read back. No cluster."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from trainforge.spec import parse_tuning_job
 from trainforge.spec.tuning import TrialCounts, TuningJobStatus
@@ -89,3 +90,139 @@ def test_the_controller_words_invalid_specs_with_the_sdks_field_paths() -> None:
     with pytest.raises(ValidationError) as no_metric:
         TuningJob.model_validate(doc(objective={"metric": "nope", "type": "Maximize"}))
     assert invalid_spec(no_metric.value).startswith("invalid spec: spec.objective.metric: 'nope' is not a metric")
+
+
+def test_free_numbers_fill_the_holes_first() -> None:
+    from trainforge_controller.tuning import free_numbers
+
+    assert free_numbers(set(), 3) == [0, 1, 2]
+    assert free_numbers({0, 1, 3, 5}, 4) == [2, 4, 6, 7]
+    assert free_numbers({0, 1, 3}, 1) == [2]
+    assert free_numbers({0, 1}, 0) == []
+
+
+class FlakyApiserver:
+    """The wire of a TuningJob pass: creates answered after a pause (so
+    overlapping creates show), the one for ``fail`` refused once with a 500
+    (a retryable error: an etcd timeout, a webhook down)."""
+
+    def __init__(self, fail: str) -> None:
+        import threading
+
+        self.fail, self.lock = fail, threading.Lock()
+        self.created: list[str] = []
+        self.status_writes: list[dict] = []
+        self.cache: Any = None
+        self.in_flight = self.most_in_flight = 0
+
+    def create(self, path: str, body: dict) -> dict:
+        import time
+
+        from kubernetes import client
+
+        name = body["metadata"]["name"]
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.05)
+            with self.lock:
+                if name == self.fail:
+                    self.fail = ""
+                    raise client.ApiException(status=500, reason="etcdserver: request timed out")
+                if name in self.created:
+                    raise client.ApiException(status=409, reason="AlreadyExists")
+                self.created.append(name)
+            return {**body, "metadata": {**body["metadata"], "uid": f"uid-{name}", "namespace": "team-a",
+                                         "resourceVersion": str(len(self.created))}}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def merge_patch(self, path: str, body: dict) -> dict:
+        self.status_writes.append(body)
+        raw = self.cache.tuning_jobs.get("team-a", "hpo")
+        status = {k: v for k, v in body["status"].items() if v is not None}
+        return {**raw, "status": status, "metadata": {**raw["metadata"], "resourceVersion": str(len(self.status_writes) + 1)}}
+
+
+def test_a_pass_creates_its_trials_in_parallel_and_a_failed_create_is_retried_under_its_number() -> None:
+    import time
+
+    import pytest
+    from kubernetes import client
+    from trainforge_controller.cache import Cache
+    from trainforge_controller.errors import RetryableError
+    from trainforge_controller.settings import ControllerSettings
+    from trainforge_controller.tuning import CREATE_PARALLELISM, TuningReconciler
+
+    cache = Cache()
+    cache.tuning_jobs.upsert({
+        "apiVersion": "trainforge.dev/v1alpha1", "kind": "TuningJob",
+        "metadata": {"name": "hpo", "namespace": "team-a", "uid": "uid-hpo", "resourceVersion": "1", "generation": 1},
+        "spec": {"trainingJobTemplate": {"image": "img:1", "metrics": [{"name": "acc", "regex": "acc=([0-9.]+)"}]},
+                 "objective": {"metric": "acc"}, "strategy": {"type": "Random", "seed": 1},
+                 "parameters": [{"name": "lr", "type": "Continuous", "min": 0.1, "max": 1}],
+                 "limits": {"maxTrials": 20, "maxParallelTrials": 12}}})
+    apiserver = FlakyApiserver(fail="hpo-003")
+    reconciler = TuningReconciler(client.ApiClient(), ControllerSettings(), cache, None, lambda *a: None)  # type: ignore[arg-type]
+    reconciler.wire = apiserver  # type: ignore[assignment]
+    apiserver.cache = cache
+
+    with pytest.raises(RetryableError, match="500"):
+        reconciler.reconcile("team-a", "hpo")
+    first = [f"hpo-{n:03d}" for n in range(12) if n != 3]
+    assert sorted(apiserver.created) == first  # all but the failed one, none twice
+    assert 1 < apiserver.most_in_flight <= CREATE_PARALLELISM
+    assert {o["metadata"]["name"] for o in cache.training_jobs.by_label("team-a", "hpo")} == set(first)
+
+    result = reconciler.reconcile("team-a", "hpo")  # the retry: exactly the hole, within maxParallelTrials
+    assert result.created == ("hpo-003",)
+    assert sorted(apiserver.created) == [f"hpo-{n:03d}" for n in range(12)]
+    assert reconciler.reconcile("team-a", "hpo").created == ()  # 12 running: no room
+    assert len(apiserver.status_writes) == 1
+
+    # A trial starts training: only the counts change, so the write waits
+    # (settings.tuning_status_seconds after the last) and a requeue brings it.
+    trial = cache.training_jobs.get("team-a", "hpo-005")
+    cache.training_jobs.upsert({**trial, "status": {"phase": "Training"},
+                                "metadata": {**trial["metadata"], "resourceVersion": "100"}})
+    held = reconciler.reconcile("team-a", "hpo")
+    assert len(apiserver.status_writes) == 1
+    assert held.requeue_after is not None and 0 < held.requeue_after <= ControllerSettings().tuning_status_seconds
+    time.sleep(held.requeue_after)
+    reconciler.reconcile("team-a", "hpo")
+    assert [w["status"]["trials"].get("running", 0) for w in apiserver.status_writes] == [0, 1]
+
+
+def test_local_and_cluster_jobs_speak_one_condition_dialect() -> None:
+    """The types a local job records are the cluster's (trainforge.conditions)."""
+    from trainforge.conditions import (
+        TRAINING_CONDITIONS, TUNING_CONDITIONS, enter_phase, started_locally, tuning_phase,
+    )
+
+    local = enter_phase(started_locally([], NOW), "Completed", "training finished", NOW)
+    assert [(c.type, c.status) for c in local] == [("Created", "True"), ("Scheduled", "True"), ("Completed", "True")]
+    assert {c.type for c in local} <= set(TRAINING_CONDITIONS)
+    running = tuning_phase([], "Running", "1 of 4 trials started", NOW)
+    ended = tuning_phase(running, "Stopped", "stopped on request", NOW)
+    assert [(c.type, c.status, c.reason) for c in ended] == [("Running", "False", "Stopped"),
+                                                             ("Stopped", "True", "Stopped")]
+    assert {c.type for c in ended} <= set(TUNING_CONDITIONS)
+
+
+def test_a_status_write_of_counts_only_waits_but_a_new_phase_or_condition_does_not() -> None:
+    from trainforge_controller.tuning import same_state
+
+    running = {"phase": "Running", "message": "3 of 9 trials started, 3 active", "startTime": "t0",
+               "trials": {"running": 3}, "conditions": [{"type": "Running", "status": "True", "reason": "TrialsActive",
+                                                         "message": "3 of 9", "lastTransitionTime": "t0"}]}
+    more = {**running, "message": "4 of 9 trials started, 4 active", "trials": {"running": 4, "completed": 1},
+            "bestTrial": {"name": "hpo-000"},
+            "conditions": [{**running["conditions"][0], "message": "4 of 9"}]}
+    assert same_state(running, more)
+    ended = {**more, "phase": "Completed"}
+    assert not same_state(running, ended)
+    assert not same_state({}, running)  # the first write (startTime, the Running condition)
+    flipped = {**more, "conditions": [{**more["conditions"][0], "status": "False"}]}
+    assert not same_state(running, flipped)

@@ -104,3 +104,36 @@ def test_a_key_remembers_when_it_was_first_asked_for() -> None:
     assert again is not None and asked <= again < asked + 0.04
     q.done("a")
     assert q.queued_since("a") is None
+
+
+def tuning_first(key: str) -> bool:
+    return key.startswith("tune")
+
+
+def test_first_keys_go_ahead_of_the_others_at_the_same_urgency() -> None:
+    q: WorkQueue[str] = WorkQueue(first=tuning_first)
+    for key in ("job-1", "job-2", "tune-a"):
+        q.add(key)
+    q.add("job-new", urgent=True)
+    q.add("tune-b", urgent=True)
+    assert drain(q) == ["tune-b", "job-new", "tune-a", "job-1", "job-2"]
+
+
+def test_a_reserved_worker_takes_only_first_keys_and_is_woken_for_them() -> None:
+    """A backlog of the others never holds a first key back: the reserved
+    worker skips them and wakes for a first key at once (its own wait is 30 s)."""
+    q: WorkQueue[str] = WorkQueue(first=tuning_first)
+    for i in range(50):
+        q.add(f"job-{i}", urgent=True)
+    q.add("job-due", after=0.01)
+    stop = threading.Event()
+    got: list[str | None] = []
+    reserved = threading.Thread(target=lambda: got.append(q.get(stop, timeout=30, first_only=True)))
+    reserved.start()
+    time.sleep(0.2)
+    assert got == [] and len(q) == 51  # the backlog (and the due key) waits for the other workers
+    q.add("tune-a")
+    reserved.join(10)
+    stop.set()
+    assert got == ["tune-a"]
+    assert q.get(STOP, timeout=0.01) == "job-0"

@@ -91,7 +91,9 @@ def test_digits_completes_with_metrics_model_and_artifacts(home: Path, digits_da
 
     assert status.phase is Phase.COMPLETED and status.message == "training finished"
     assert status.attempts == 1 and status.failure_reason is None
-    assert [c.type for c in status.conditions] == ["Staging", "Training", "Uploading", "Completed"]
+    # the cluster's condition types (trainforge.conditions), not a phase history
+    assert [c.type for c in status.conditions] == ["Created", "Scheduled", "Completed"]
+    assert {c.status for c in status.conditions} == {"True"}
     assert status.start_time and status.end_time and status.billable_seconds >= 1
 
     # final metrics in the status: the last value of each series
@@ -475,7 +477,7 @@ def test_missing_channel_data_fails_the_job_naming_channel_and_uri(home: Path, t
     assert status.phase is Phase.FAILED and status.attempts == 0
     assert status.failure_reason is not None
     assert status.failure_reason.startswith("input channel 'train': no objects at local://datasets/nothing-here/")
-    assert [c.type for c in status.conditions] == ["Staging", "Failed"]
+    assert [c.type for c in status.conditions] == ["Created", "Scheduled", "Failed"]
     assert_no_model(job, tmp_path)
 
 
@@ -498,7 +500,7 @@ def test_unwritable_output_fails_the_job_without_artifacts(home: Path, tmp_path:
     assert status.phase is Phase.FAILED
     assert status.failure_reason is not None
     assert str(blocker) in status.failure_reason and "Not a directory" in status.failure_reason
-    assert [c.type for c in status.conditions] == ["Staging", "Training", "Uploading", "Failed"]
+    assert [c.type for c in status.conditions] == ["Created", "Scheduled", "Failed"]
     assert_no_model(job, tmp_path)
 
 

@@ -161,6 +161,9 @@ def test_stop_ends_the_tuning_job_and_its_running_trials(home: Path, digits_data
     assert result.exit_code == 0, result.output
     status = handle.status()
     assert status.phase == "Stopped" and status.message == "stopped on request"
+    # the controller's conditions for a tuning job (trainforge.conditions.tuning_phase)
+    assert [(c.type, c.status, c.reason) for c in status.conditions] == [("Running", "False", "Stopped"),
+                                                                         ("Stopped", "True", "Stopped")]
     assert all(p == Phase.STOPPED.value for p in trial_phases(handle).values())
     assert len(trial_phases(handle)) == 2
 

@@ -258,7 +258,7 @@ def test_stop_during_stage_in_cancels_the_download(home: Path) -> None:
 
     assert (status.phase, status.message, status.failure_reason) == (
         Phase.STOPPED, "stopped during stage-in", "stopped on request")
-    assert [c.type for c in status.conditions] == ["Staging", "Stopped"]
+    assert [c.type for c in status.conditions] == ["Created", "Scheduled", "Stopped"]
     assert not Path(jobdir.layout.data_dir).exists()  # the partial download is gone
     assert temp_leftovers(home / "store") == []
     assert sum(p.stat().st_size for p in data.iterdir()) == total  # the source is untouched

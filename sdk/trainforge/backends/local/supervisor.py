@@ -35,7 +35,7 @@ from ...contract import FAILURE_REASON_LIMIT, HostInfo, contract_env, host_names
 from ...errors import TrainforgeError, TransferCancelled
 from ...instances import lookup
 from ...metrics import MetricParser, final_values
-from ...conditions import enter_phase
+from ...conditions import enter_phase, started_locally
 from ...spec import Phase, TrainingJob
 from ...staging import (
     ArtifactURIs, fastfile_folders, restore_checkpoints, stage_in, stage_out_model, sync_checkpoints,
@@ -94,8 +94,10 @@ class Supervisor:
         reason = None if reason is None else redact_userinfo(reason)
         now = utc_now()
         status = self.status.model_copy(deep=True)
-        if status.phase != phase:
+        if phase.finished:
             status.conditions = enter_phase(status.conditions, phase.value, message, now)
+        elif phase == Phase.STAGING:  # the attempt's hosts start here (the cluster's Created + Scheduled)
+            status.conditions = started_locally(status.conditions, now)
         status.phase, status.message = phase, message
         if reason is not None:
             status.failure_reason = reason

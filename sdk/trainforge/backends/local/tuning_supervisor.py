@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..._time import parse_time, utc_now
-from ...conditions import enter_phase
+from ...conditions import tuning_phase
 from ...errors import BackendError, TrainforgeError
 from ...spec.tuning import BestTrial, TuningJob, TuningJobStatus
 from ...tuning import TrialRecord, plan
@@ -58,7 +58,7 @@ class TuningSupervisor:
         status = self.status.model_copy(deep=True)
         now = utc_now()
         if status.phase != phase:
-            status.conditions = enter_phase(status.conditions, phase, message, now)
+            status.conditions = tuning_phase(status.conditions, phase, message, now)
         status.phase, status.message, status.trials = phase, message, step.counts
         if reason is not None:
             status.failure_reason = reason
