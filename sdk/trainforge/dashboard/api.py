@@ -68,23 +68,27 @@ class Series:
 def _series_from_records(records: list[Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """name -> (x, y), x the step where every record of the name has one,
     else the record's position; x ascending."""
-    grouped: dict[str, tuple[list[float], list[float], list[Any]]] = {}
+    grouped: dict[str, tuple[list[float], list[Any]]] = {}
     for r in records:
-        xs, ys, steps = grouped.setdefault(r.name, ([], [], []))
+        ys, steps = grouped.setdefault(r.name, ([], []))
         ys.append(r.value)
         steps.append(r.step)
-        xs.append(r.timestamp)
     out = {}
-    for name, (_, ys, steps) in grouped.items():
+    for name, (ys, steps) in grouped.items():
         y = np.asarray(ys, dtype=np.float64)
-        if all(s is not None for s in steps):
-            x = np.asarray(steps, dtype=np.float64)
-            order = np.argsort(x, kind="stable")
-            x, y = x[order], y[order]
-        else:
-            x = np.arange(1, len(y) + 1, dtype=np.float64)
-        out[name] = (x, y)
+        known = all(s is not None for s in steps)
+        out[name] = _by_step(np.asarray(steps, dtype=np.float64) if known else None, y)
     return out
+
+
+def _by_step(x: np.ndarray | None, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A series in step order (stable); without steps, numbered 1..n."""
+    if x is None:
+        return np.arange(1, len(y) + 1, dtype=np.float64), y
+    if len(x) > 1 and not bool(np.all(x[1:] >= x[:-1])):
+        order = np.argsort(x, kind="stable")
+        return x[order], y[order]
+    return x, y
 
 
 def _series_from_columns(columns: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -92,14 +96,8 @@ def _series_from_columns(columns: Mapping[str, Any]) -> dict[str, tuple[np.ndarr
     per metric float64 step (NaN: none), value, time, merged by time)."""
     out = {}
     for name, c in columns.items():
-        x, y = c.step, c.value
-        if len(x) and not np.isnan(x).any():
-            if len(x) > 1 and not bool(np.all(x[1:] >= x[:-1])):
-                order = np.argsort(x, kind="stable")
-                x, y = x[order], y[order]
-        else:
-            x = np.arange(1, len(y) + 1, dtype=np.float64)
-        out[name] = (x, y)
+        known = len(c.step) and not np.isnan(c.step).any()
+        out[name] = _by_step(c.step if known else None, c.value)
     return out
 
 

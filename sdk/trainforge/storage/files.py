@@ -223,6 +223,19 @@ def _read_write(src: int, dst: int) -> Callable[[], int]:
     return step
 
 
+def _create(path: str, flags: int, target: str) -> int:
+    """``os.open(path, flags)``, making ``target``'s folders only when the first
+    open finds them missing; errors named after ``target``."""
+    try:
+        try:
+            return os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            make_dirs(os.path.dirname(target))
+            return os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+
+
 @contextlib.contextmanager
 def atomic_fd(target: str) -> Iterator[int]:
     """A new temp file beside ``target`` as a raw descriptor; when the block
@@ -230,15 +243,7 @@ def atomic_fd(target: str) -> Iterator[int]:
     removed. Folders are made only when the first open finds them missing
     (thousands of small files into one folder pay no stat for it)."""
     tmp = temp_path_for(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileNotFoundError:
-            make_dirs(os.path.dirname(target))
-            fd = os.open(tmp, flags, 0o666)
-    except OSError as exc:
-        raise write_error(target, exc) from exc
+    fd = _create(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, target)
     try:
         try:
             yield fd
@@ -255,15 +260,7 @@ def new_fd(target: str) -> Iterator[int]:
     """``target`` created (it must not exist) as a raw descriptor, written in
     place: only for a folder no reader sees yet, which is renamed into place
     whole or removed (transfer.py download_prefix). Folders made as atomic_fd does."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        try:
-            fd = os.open(target, flags, 0o666)
-        except FileNotFoundError:
-            make_dirs(os.path.dirname(target))
-            fd = os.open(target, flags, 0o666)
-    except OSError as exc:
-        raise write_error(target, exc) from exc
+    fd = _create(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, target)
     try:
         yield fd
     finally:
