@@ -201,13 +201,20 @@ def test_tune_spec_from_the_cli(home: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 3
 
 
-def test_a_trial_stopped_before_its_supervisor_started_counts_as_stopped(home: Path) -> None:
+def test_a_trial_stopped_before_its_supervisor_started_counts_as_stopped(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A trial stopped (SIGTERM) while its job supervisor is still starting
     (before it can take the signal) used to make the submit raise and fail the
     whole tuning job; it is a stopped trial and the search goes on."""
     import threading
 
     from trainforge.backends.local.backend import LocalBackend
+    from trainforge.backends.local.forkstart import MODE_VARIABLE
+
+    # A freshly exec'd supervisor spends ~100 ms importing before it takes SIGTERM;
+    # a forked one is ready within a millisecond or two, which the watcher below
+    # could not reliably beat (it then reads "stopped before the trainer started").
+    monkeypatch.setenv(MODE_VARIABLE, "exec")
 
     jobs = LocalBackend("process")
     first = jobs.jobdir("race-000")
