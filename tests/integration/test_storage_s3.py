@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -281,7 +282,7 @@ def test_endpoint_that_is_not_s3_is_named(tmp_path: Path) -> None:
 def test_a_multipart_download_is_checked_from_its_parts_without_reading_it_again(
         store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole object's CRC32 is folded from the ranged GETs' pieces as
-    s3transfer writes them (storage/crc.py); the file is not read back."""
+    they are written (storage/crc.py); the file is not read back."""
     from trainforge.storage import s3 as s3_module
 
     data = os.urandom(17 * MiB + 3)  # 4 parts of <= 5 MiB, the last one short
@@ -294,6 +295,66 @@ def test_a_multipart_download_is_checked_from_its_parts_without_reading_it_again
     monkeypatch.setattr(s3_module, "crc32_file", no_second_read)
     store.download_prefix(minio_bucket.uri("parts/"), str(tmp_path / "dst"))
     assert zlib.crc32((tmp_path / "dst" / "big.bin").read_bytes()) == zlib.crc32(data)
+
+
+def test_a_large_download_is_parallel_ranges_written_in_place(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the multipart threshold a download is ranged GETs of one part
+    each, pinned to the object's ETag, each thread writing its own range
+    (storage/ranged.py): s3transfer is not involved on the success path."""
+    data = os.urandom(23 * MiB + 11)  # 5 parts of <= 5 MiB, the last one short
+    (tmp_path / "big.bin").write_bytes(data)
+    store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("ranged/big.bin"))
+    asked: list[tuple[int, int, str | None]] = []
+    lean = store._lean  # type: ignore[attr-defined]
+    open_range = lean.open_range
+
+    def recorded(bucket: str, key: str, first: int, last: int, etag: str | None) -> Any:
+        asked.append((first, last, etag))
+        return open_range(bucket, key, first, last, etag)
+
+    def no_s3transfer(*args: Any, **kwargs: Any) -> int:
+        raise AssertionError("s3transfer was used")
+
+    monkeypatch.setattr(lean, "open_range", recorded)
+    monkeypatch.setattr(store, "_get_through_s3transfer", no_s3transfer)
+    store.download_file(minio_bucket.uri("ranged/big.bin"), str(tmp_path / "dst.bin"))
+    assert (tmp_path / "dst.bin").read_bytes() == data
+    etag = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="ranged/big.bin")["ETag"]
+    assert sorted(asked) == [(s, min(s + 5 * MiB, len(data)) - 1, etag) for s in range(0, len(data), 5 * MiB)]
+
+
+def test_a_large_object_replaced_mid_download_is_never_mixed(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every range is asked for with If-Match: the object's ETag at the start.
+    Replaced after the first range, the download fails naming the object (the
+    fallback is pinned to the same ETag) and leaves no file, never one made of
+    both versions."""
+    old, new = os.urandom(12 * MiB), os.urandom(12 * MiB)
+    (tmp_path / "v1.bin").write_bytes(old)
+    (tmp_path / "v2.bin").write_bytes(new)
+    uri = minio_bucket.uri("swap/big.bin")
+    store.upload_file(str(tmp_path / "v1.bin"), uri)
+    lean = store._lean  # type: ignore[attr-defined]
+    open_range = lean.open_range
+    replaced = threading.Event()
+    lock = threading.Lock()
+
+    def replace_after_the_first(bucket: str, key: str, first: int, last: int, etag: str | None) -> Any:
+        with lock:
+            if not replaced.is_set():
+                body = open_range(bucket, key, first, last, etag)
+                store.upload_file(str(tmp_path / "v2.bin"), uri)
+                replaced.set()
+                return body
+        return open_range(bucket, key, first, last, etag)
+
+    monkeypatch.setattr(lean, "open_range", replace_after_the_first)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(StorageError, match=r"swap/big\.bin was replaced while it was being downloaded"):
+        store.download_file(uri, str(dest / "big.bin"))
+    assert leftovers(dest) == []
 
 
 def test_small_files_take_the_lean_requests_and_arrive_exact(
@@ -318,6 +379,32 @@ def test_small_files_take_the_lean_requests_and_arrive_exact(
     crc = zlib.crc32(files["plus+sign.bin"])
     assert head["Metadata"]["tf-crc32"] == f"{crc:08x}"
     assert head["ChecksumCRC32"] == base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+def test_a_listing_of_many_pages_is_lean_and_equals_boto3s(
+        store: ObjectStore, minio_bucket: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings are lean.py's ListObjectsV2 pages (keys URL-encoded by the
+    server, decoded here), continuation tokens followed: the same objects,
+    sizes and ETags as botocore's paginator lists."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"many/{i:04d}.bin" for i in range(1003)] + [
+        "many/with space.bin", "many/plus+sign.bin", "many/pct%41.bin", "many/tilde~é.bin", "many/a&b<c>.bin"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: store.write_bytes(minio_bucket.uri(n), n.encode()), names))
+    store.write_bytes(minio_bucket.uri("many-not/x.bin"), b"outside the prefix")
+    paginator = minio_bucket.s3_client().get_paginator("list_objects_v2")
+    expected = sorted((o["Key"], o["Size"], o["ETag"].strip('"'))
+                      for page in paginator.paginate(Bucket=minio_bucket.name, Prefix="many/")
+                      for o in page["Contents"])
+
+    def no_paginator(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("botocore's paginator was used")
+
+    monkeypatch.setattr(store.client, "get_paginator", no_paginator)  # type: ignore[attr-defined]
+    listed = store.list(minio_bucket.uri("many/"))
+    assert [(o.key, o.size, o.etag) for o in listed] == expected
+    assert len(listed) == len(names)
 
 
 def test_a_body_cut_short_is_retried_then_named_and_leaves_nothing(tmp_path: Path) -> None:
@@ -363,6 +450,74 @@ def test_a_body_cut_short_is_retried_then_named_and_leaves_nothing(tmp_path: Pat
         assert not isinstance(caught.value, IntegrityError)  # a cut, not corrupt bytes
         assert leftovers(dest) == []
         assert len(gets) == 4  # the lean GET, then the full path's 3 attempts
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_range_cut_short_falls_back_to_s3transfer_and_arrives_exact(tmp_path: Path) -> None:
+    """A server that hangs up midway through one ranged GET: the parallel
+    attempt is abandoned (its connection dropped, its progress taken back) and
+    s3transfer fetches the object again, exact, progress counting each byte once."""
+    import http.server
+
+    data = os.urandom(17 * MiB)
+    crc = f"{zlib.crc32(data):08x}"
+    cut_done = threading.Event()
+    gets: list[str] = []
+
+    class Serving(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _headers(self, status: int, length: int, extra: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in {"Content-Length": str(length), "ETag": '"v1"', "x-amz-request-id": "1",
+                                "x-amz-meta-tf-crc32": crc, **extra}.items():
+                self.send_header(name, value)
+            self.end_headers()
+
+        def do_HEAD(self) -> None:
+            self._headers(200, len(data), {})
+
+        def do_GET(self) -> None:
+            first_text, last_text = self.headers["Range"].removeprefix("bytes=").split("-")
+            first, last = int(first_text), int(last_text or len(data) - 1)  # s3transfer's last: "N-"
+            gets.append(f"{first}-{last}")
+            self._headers(206, last - first + 1, {"Content-Range": f"bytes {first}-{last}/{len(data)}"})
+            if first == 5 * MiB and not cut_done.is_set():
+                cut_done.set()
+                self.wfile.write(data[first:first + MiB])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(data[first:last + 1])
+
+        def log_message(self, *args: object) -> None: ...
+
+    class Counted:
+        total = 0
+        lock = threading.Lock()
+
+        def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
+        def file_done(self) -> None: ...
+        def finish(self) -> None: ...
+
+        def advance(self, nbytes: int) -> None:
+            with self.lock:
+                self.total += nbytes
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serving)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        store = open_store("s3://bucket/x", Settings(home=tmp_path, s3=S3Settings(
+            endpoint_url=endpoint, access_key_id="a", secret_access_key="b",
+            multipart_threshold_mb=6, multipart_chunk_mb=5, max_concurrency=4)))
+        progress = Counted()
+        store.download_file("s3://bucket/data/x.bin", str(tmp_path / "x.bin"), progress=progress)
+        assert (tmp_path / "x.bin").read_bytes() == data
+        assert cut_done.is_set() and gets.count(f"{5 * MiB}-{10 * MiB - 1}") == 2
+        assert progress.total == len(data)
     finally:
         server.shutdown()
         server.server_close()

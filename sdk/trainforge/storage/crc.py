@@ -66,9 +66,12 @@ class PieceCRC:
         self._lock = threading.Lock()
 
     def add(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        piece = (len(data), zlib.crc32(data))  # zlib releases the GIL for large pieces
+        self.add_crc(offset, len(data), zlib.crc32(data))  # zlib releases the GIL for large pieces
+
+    def add_crc(self, offset: int, length: int, crc: int) -> None:
+        """A piece whose CRC32 the caller computed."""
         with self._lock:
-            self._pieces[offset] = piece
+            self._pieces[offset] = (length, crc)
 
     def value(self, size: int) -> int | None:
         with self._lock:

@@ -7,11 +7,13 @@ do not match, multipart included) and as the metadata ``x-amz-meta-tf-crc32``
 size and CRC32 (ours, or the object's own full-object CRC32) before the temp
 file is renamed into place; on any mismatch they raise IntegrityError naming
 the object and leave nothing behind. Files at or above
-``multipart_threshold_mb`` go through s3transfer (parallel parts, pinned to
-one version of the object by ETag); smaller ones take one request each, sent
-by the lean requests of ``lean.py`` (botocore's signer on the client's own
-pool, without botocore's per-request pipeline: about half the CPU per small
-file), falling back to the full boto3 call for anything but a 200.
+``multipart_threshold_mb`` go in parallel parts, pinned to one version of the
+object by ETag: uploads through s3transfer, downloads as ranged GETs each
+written in place by its own thread (``ranged.py``), falling back to
+s3transfer. Smaller ones take one request each, sent by the lean requests of
+``lean.py`` (botocore's signer on the client's own pool, without botocore's
+per-request pipeline: about half the CPU per small file), falling back to the
+full boto3 call for anything but a 200.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matc
 from .crc import PieceCRC
 from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
 from .lean import LeanRequests, head_fields
+from .ranged import WriteFailed, download_ranges
 from .s3client import (
     MAPPED,
     MAX_ATTEMPTS,
@@ -200,17 +203,30 @@ class S3Store(BaseStore):
 
     def list(self, prefix_uri: str | StorageURI) -> list[ObjectInfo]:
         u = as_uri(prefix_uri)
-        found: list[ObjectInfo] = []
-        with self._errors(u, "list"):
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=u.bucket, Prefix=u.key)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    if key_matches(u, key):
-                        etag = str(item.get("ETag", "")).strip('"') or None
-                        found.append(ObjectInfo(f"s3://{u.bucket}/{key}", key, int(item["Size"]), etag))
+        listed = self._list_lean(u) if self._lean.usable else None
+        if listed is None:
+            with self._errors(u, "list"):
+                pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=u.bucket, Prefix=u.key)
+                listed = [(item["Key"], int(item["Size"]), item.get("ETag"))
+                          for page in pages for item in page.get("Contents", [])]
+        found = [ObjectInfo(f"s3://{u.bucket}/{key}", key, size, str(etag or "").strip('"') or None)
+                 for key, size, etag in listed if key_matches(u, key)]
         found.sort(key=lambda o: o.key)
         return found
+
+    def _list_lean(self, u: StorageURI) -> list[tuple[str, int, str | None]] | None:
+        """Every (key, size, ETag) under the prefix by lean.py's pages, or None
+        (from the first page that is not a 200 listing) for the full path."""
+        listed: list[tuple[str, int, str | None]] = []
+        token: str | None = None
+        while True:
+            page = self._lean.list_page(u.bucket, u.key, token)
+            if page is None:
+                return None
+            listed.extend(page.objects)
+            if page.next_token is None:
+                return listed
+            token = page.next_token
 
     def _stat(self, uri: StorageURI) -> ObjectInfo:
         if is_prefix(uri):
@@ -327,24 +343,47 @@ class S3Store(BaseStore):
     def _get_large(self, uri: StorageURI, target: str, progress: TransferProgress) -> None:
         head = self._head(uri)
         size, etag = int(head["ContentLength"]), head.get("ETag")
-        pieces = PieceCRC()
         with atomic_path(target) as tmp:
-            with self._errors(uri, "download"):
-                try:
-                    with open(tmp, "xb") as handle:
-                        future = self._transfers().download(
-                            uri.bucket, uri.key, _PieceFile(handle, pieces),
-                            subscribers=[_Subscriber(progress, size, etag)])
-                        future.result()
-                except OSError as exc:
-                    raise write_error(target, exc) from exc
-            want = expected_crc(head)
-            # The CRC32 from the parts as they were written; read the file again
-            # only when they do not tile it (a part retried midway).
-            got = pieces.value(size) if want is not None else 0
-            if want is not None and got is None:
-                got = crc32_file(tmp)
-            _verify(uri, os.path.getsize(tmp), got or 0, size, want)
+            got = self._get_ranges(uri, target, tmp, size, etag, progress) if self._lean.usable else None
+            if got is None:
+                got = self._get_through_s3transfer(uri, target, tmp, size, etag, progress)
+            _verify(uri, os.path.getsize(tmp), got, size, expected_crc(head))
+
+    def _get_ranges(self, uri: StorageURI, target: str, tmp: str, size: int, etag: str | None,
+                    progress: TransferProgress) -> int | None:
+        """Parallel ranged GETs written in place (ranged.py); the file's CRC32,
+        or None (the file emptied, progress rewound) where s3transfer should run."""
+        try:
+            with open(tmp, "xb") as handle:
+                handle.truncate(size)
+                crc = download_ranges(
+                    lambda first, last: self._lean.open_range(uri.bucket, uri.key, first, last, etag),
+                    handle.fileno(), size, self._transfer_config.multipart_chunksize,
+                    self._transfer_config.max_request_concurrency, progress.advance)
+                if crc is None:
+                    handle.truncate(0)
+                return crc
+        except WriteFailed as failed:
+            raise write_error(target, failed.error) from failed.error
+        except OSError as exc:  # the temp file's open or size
+            raise write_error(target, exc) from exc
+
+    def _get_through_s3transfer(self, uri: StorageURI, target: str, tmp: str, size: int, etag: str | None,
+                                progress: TransferProgress) -> int:
+        pieces = PieceCRC()
+        with self._errors(uri, "download"):
+            try:
+                with open(tmp, "r+b" if os.path.exists(tmp) else "xb") as handle:
+                    future = self._transfers().download(
+                        uri.bucket, uri.key, _PieceFile(handle, pieces),
+                        subscribers=[_Subscriber(progress, size, etag)])
+                    future.result()
+            except OSError as exc:
+                raise write_error(target, exc) from exc
+        # The CRC32 from the parts as they were written; read the file again
+        # only when they do not tile it (a part retried midway).
+        got = pieces.value(size)
+        return crc32_file(tmp) if got is None else got
 
     # --- writing ------------------------------------------------------------------
     def _put(self, source: LocalFile, uri: StorageURI, progress: TransferProgress) -> None:

@@ -29,7 +29,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from s3transfer.exceptions import RetriesExceededError
+from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 
 from .. import __version__
 from ..config import S3Settings
@@ -206,6 +206,9 @@ def _map_error(exc: BaseException, uri: str, endpoint: str, action: str) -> Stor
         return IntegrityError(f"{uri}: the bytes received do not match the stored checksum ({exc})")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return StorageUnreachable(f"no usable S3 credentials to {action} {uri} ({exc}); {CREDENTIALS_HINT}")
+    if isinstance(exc, S3DownloadFailedError):  # s3transfer's word for a 412 on its pinned ETag
+        return StorageError(f"{uri} was replaced while it was being downloaded ({action} it again): "
+                            "nothing was kept of either version")
     if isinstance(exc, ReadTimeoutError):
         return StorageUnreachable(f"S3 endpoint {endpoint} timed out while trying to {action} {uri}: {exc}")
     if isinstance(exc, (EndpointConnectionError, BotoConnectionError, ConnectionClosedError)):
@@ -214,4 +217,4 @@ def _map_error(exc: BaseException, uri: str, endpoint: str, action: str) -> Stor
 
 
 # The exceptions map_error understands; everything else propagates as it is.
-MAPPED = (ClientError, BotoCoreError, RetriesExceededError)
+MAPPED = (ClientError, BotoCoreError, RetriesExceededError, S3DownloadFailedError)
