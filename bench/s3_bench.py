@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,21 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children (mc)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_cpu(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, client CPU seconds) of ``fn``, after the page cache's
+    dirty pages of earlier ways are written out (else a later way pays for them)."""
+    os.sync()
+    cpu = cpu_seconds()
+    wall = timed(fn)
+    return wall, cpu_seconds() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large-mb", type=int, default=1024)
@@ -171,16 +187,19 @@ def main() -> None:
             print(f"\n{label} ({mb:.0f} MiB)")
             for direction, tools in ways.items():
                 best: dict[str, float] = {}
+                cpu: dict[str, float] = {}
                 for r in range(args.rounds):
                     names = list(tools)
                     for tool in names[r % len(names):] + names[:r % len(names)]:  # no tool always first
                         way = tools[tool]
-                        best[tool] = min(best.get(tool, 1e9), timed(lambda: way(r)))
+                        wall, used = timed_cpu(lambda: way(r))
+                        if wall < best.get(tool, 1e9):
+                            best[tool], cpu[tool] = wall, used
                         for leftover in work.glob("dl-*"):
                             shutil.rmtree(leftover)
-                cells = "   ".join(f"{tool} {mb / s:7.1f} MiB/s" for tool, s in best.items())
+                cells = "   ".join(f"{tool} {mb / s:7.1f} MiB/s ({cpu[tool]:.1f} s CPU)" for tool, s in best.items())
                 print(f"  {direction:<8} {cells}   trainforge = {best['boto3'] / best['trainforge']:.2f}x boto3, "
-                      f"{best['mc cp'] / best['trainforge']:.2f}x mc")
+                      f"{best['mc cp'] / best['trainforge']:.2f}x mc; load {os.getloadavg()[0]:.1f}")
             default.delete_prefix(f"s3://{BUCKET}/")
 
         if not args.no_sweep:
