@@ -102,3 +102,25 @@ def test_a_stop_from_progress_propagates_and_ends_every_range(tmp_path: Path) ->
         fetch_into(tmp_path / "f", served, len(data), 2 * STEP, Progress(stop_after=3 * STEP), threads=2)
     assert len(served.asked) < 8  # the ranges not started yet were never asked for
     assert served.connections.count("dropped") >= 1
+
+
+class Layered(Body):
+    """A urllib3-like response: ``_fp`` (http.client's) under it gives the raw
+    bytes, the outer layer the decoded ones."""
+
+    def __init__(self, outer: bytes, under: bytes, encoding: str | None):
+        super().__init__(outer)
+        self._fp = io.BytesIO(under)
+        self.headers = {"content-encoding": encoding} if encoding else {}
+
+
+@pytest.mark.parametrize("encoding,expected", [(None, b"R" * 10), ("gzip", b"D" * 10)], ids=["plain", "encoded"])
+def test_the_raw_body_is_read_directly_only_when_nothing_needs_decoding(
+        tmp_path: Path, encoding: str | None, expected: bytes) -> None:
+    def open_range(first: int, last: int) -> Layered:
+        return Layered(b"D" * 10, b"R" * 10, encoding)
+
+    with open(tmp_path / "f", "wb") as fh:
+        fh.truncate(10)
+        download_ranges(open_range, fh.fileno(), 10, 10, 1, Progress())
+    assert (tmp_path / "f").read_bytes() == expected

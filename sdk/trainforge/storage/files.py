@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import stat
@@ -28,9 +29,15 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name
 
 
+# A temp name is unique by the process (pid, and a random token in case the
+# pid is reused) and a counter: no random bytes from the kernel per file.
+_TEMP_TOKEN = secrets.token_hex(4)
+_temp_numbers = itertools.count()
+
+
 def temp_path_for(target: str) -> str:
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}{TMP_MARK}{secrets.token_hex(6)}")
+    return os.path.join(folder, f".{name}{TMP_MARK}{os.getpid():x}-{_TEMP_TOKEN}-{next(_temp_numbers):x}")
 
 
 def write_error(path: str, exc: OSError, verb: str = "write") -> StorageError:
@@ -104,6 +111,25 @@ class _Sink:
         return self._handle.fileno()
 
 
+class FdSink:
+    """A raw descriptor written whole by each ``write``; OSErrors name the final target."""
+
+    def __init__(self, fd: int, target: str):
+        self._fd, self.target = fd, target
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise write_error(self.target, exc) from exc
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._fd
+
+
 @contextlib.contextmanager
 def atomic_file(target: str, durable: bool = False) -> Iterator[_Sink]:
     """Like :func:`atomic_path`, but yields the open temp file to write to."""
@@ -120,7 +146,7 @@ def atomic_file(target: str, durable: bool = False) -> Iterator[_Sink]:
                 raise write_error(os.path.abspath(target), exc) from exc
 
 
-def pump(source: BinaryIO, sink: _Sink | BinaryIO, on_bytes: Callable[[int], None] | None = None,
+def pump(source: BinaryIO, sink: _Sink | FdSink | BinaryIO, on_bytes: Callable[[int], None] | None = None,
          crc: int = 0) -> tuple[int, int]:
     """Copy ``source`` to ``sink`` in chunks; return (bytes copied, CRC32)."""
     total = 0

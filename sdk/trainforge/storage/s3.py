@@ -41,7 +41,7 @@ from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, Storage
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC
-from .files import LocalFile, atomic_file, atomic_path, crc32_file, pump, write_error
+from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, write_error
 from .lean import LeanRequests, head_fields
 from .ranged import WriteFailed, download_ranges
 from .s3client import (
@@ -298,8 +298,8 @@ class S3Store(BaseStore):
             try:
                 with self._errors(uri, "download"):
                     response = self._get_stream(uri)
-                    with contextlib.closing(response["Body"]) as body, atomic_file(target) as sink:
-                        size, crc = pump(body, sink, advance)
+                    with contextlib.closing(response["Body"]) as body, atomic_fd(target) as fd:
+                        size, crc = pump(body, FdSink(fd, target), advance)
                         _verify(uri, size, crc, int(response["ContentLength"]), expected_crc(response))
                 return
             except StorageError as exc:
@@ -326,8 +326,8 @@ class S3Store(BaseStore):
             progress.advance(n)
 
         try:
-            with atomic_file(target) as sink:
-                size, crc = pump(raw, sink, advance)
+            with atomic_fd(target) as fd:  # its folder made only if the open finds it missing
+                size, crc = pump(raw, FdSink(fd, target), advance)
                 if size != int(length):  # cut short: a broken stream, not corrupt bytes
                     raise ConnectionError(f"{uri}: {size} of {length} bytes")
                 _verify(uri, size, crc, size, expected_crc(head_fields(response.headers)))
