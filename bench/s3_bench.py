@@ -4,12 +4,17 @@ Disk -> MinIO (upload) and MinIO -> disk (download) of one large file and of
 many small files, three ways, against the same private MinIO:
 
 1. trainforge: ``S3Store.upload_dir`` / ``download_prefix`` (CRC32 of every
-   file sent and checked, temp file + rename on download; small files through
-   the lean requests of ``storage/lean.py``);
+   file sent and checked, temp file + rename on download; listings and small
+   files through the lean requests of ``storage/lean.py``, a large download as
+   parallel ranged GETs written in place, ``storage/ranged.py``);
 2. plain boto3 with the same concurrency: put_object/get_object on a pool of
    threads for small files, s3transfer (``upload_file``/``download_file``)
    with the same part size and threads for the large one; no checks;
 3. ``mc cp --recursive`` (the MinIO client the test bed builds).
+
+Each way prints its best round's MiB/s and the client's CPU seconds in that
+round (this process for trainforge and boto3, the finished ``mc`` for mc):
+on a shared machine the CPU moves less than the wall clock.
 
 Then the sweeps the defaults were chosen from: part size x threads for the
 large file, threads for the small files (trainforge only).

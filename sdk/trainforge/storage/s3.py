@@ -311,12 +311,13 @@ class S3Store(BaseStore):
         """One small object through the lean GET (lean.py), checked like the
         full path; False (nothing left behind, progress rewound) where the full
         path should run instead: an error answer, a dropped connection."""
-        response = self._lean.open(uri.bucket, uri.key)
-        if response is None:
+        raw = self._lean.open(uri.bucket, uri.key)
+        if raw is None:
             return False
-        raw, moved = response.raw, 0
-        length = response.headers.get("content-length", "")
+        moved = 0
+        length = raw.headers.get("content-length", "")
         if not length.isdigit():
+            raw.close()
             raw.release_conn()
             return False
 
@@ -330,11 +331,13 @@ class S3Store(BaseStore):
                 size, crc = pump(raw, FdSink(fd, target), advance)
                 if size != int(length):  # cut short: a broken stream, not corrupt bytes
                     raise ConnectionError(f"{uri}: {size} of {length} bytes")
-                _verify(uri, size, crc, size, expected_crc(head_fields(response.headers)))
+                _verify(uri, size, crc, size, expected_crc(head_fields(raw.headers)))
             return True
         except StorageError:
+            raw.close()  # bytes may be left unread: the connection is not reused
             raise  # a write error naming the file, or a checksum mismatch: as the full path
         except Exception:  # noqa: BLE001 (the stream broke: the full path retries and reports)
+            raw.close()
             progress.advance(-moved)
             return False
         finally:
