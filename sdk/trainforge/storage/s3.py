@@ -10,10 +10,11 @@ the object and leave nothing behind. Files at or above
 ``multipart_threshold_mb`` go in parallel parts, pinned to one version of the
 object by ETag: uploads through s3transfer, downloads as ranged GETs each
 written in place by its own thread (``ranged.py``), falling back to
-s3transfer. Smaller ones take one request each, sent by the lean requests of
-``lean.py`` (botocore's signer on the client's own pool, without botocore's
-per-request pipeline: about half the CPU per small file), falling back to the
-full boto3 call for anything but a 200.
+s3transfer. Smaller ones take one request each, and listings one request a
+page, sent by the lean requests of ``lean.py`` (signed by ``sigv4.py``, sent
+on the client's own urllib3 pool, without botocore's per-request pipeline:
+about a third of the CPU per small file), falling back to the full boto3 call
+for anything but the expected answer.
 """
 
 from __future__ import annotations
