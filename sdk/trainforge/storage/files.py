@@ -95,22 +95,6 @@ def atomic_path(target: str, durable: bool = False) -> Iterator[str]:
         raise
 
 
-class _Sink:
-    """A write-only file whose OSErrors name the final target, not the temp file."""
-
-    def __init__(self, handle: BinaryIO, target: str):
-        self._handle, self.target = handle, target
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self._handle.write(data)
-        except OSError as exc:
-            raise write_error(self.target, exc) from exc
-
-    def fileno(self) -> int:
-        return self._handle.fileno()
-
-
 class FdSink:
     """A raw descriptor written whole by each ``write``; OSErrors name the final target."""
 
@@ -131,22 +115,20 @@ class FdSink:
 
 
 @contextlib.contextmanager
-def atomic_file(target: str, durable: bool = False) -> Iterator[_Sink]:
-    """Like :func:`atomic_path`, but yields the open temp file to write to."""
+def atomic_file(target: str, durable: bool = False) -> Iterator[FdSink]:
+    """Like :func:`atomic_path`, but yields the open temp file to write to
+    (unbuffered: every write reaches the file, errors named after ``target``)."""
+    target = os.path.abspath(target)
     with atomic_path(target, durable) as tmp:
         try:
-            handle = open(tmp, "xb")  # noqa: SIM115 (closed below; open errors name the target)
+            handle = open(tmp, "xb", buffering=0)  # noqa: SIM115 (closed below; open errors name the target)
         except OSError as exc:
-            raise write_error(os.path.abspath(target), exc) from exc
+            raise write_error(target, exc) from exc
         with handle:
-            yield _Sink(handle, os.path.abspath(target))
-            try:
-                handle.flush()
-            except OSError as exc:
-                raise write_error(os.path.abspath(target), exc) from exc
+            yield FdSink(handle.fileno(), target)
 
 
-def pump(source: BinaryIO, sink: _Sink | FdSink | BinaryIO, on_bytes: Callable[[int], None] | None = None,
+def pump(source: BinaryIO, sink: FdSink | BinaryIO, on_bytes: Callable[[int], None] | None = None,
          crc: int = 0) -> tuple[int, int]:
     """Copy ``source`` to ``sink`` in chunks; return (bytes copied, CRC32)."""
     total = 0
@@ -174,7 +156,7 @@ SMALL_FILE = 1024 * 1024
 _NO_OFFLOAD = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF, errno.ETXTBSY}
 
 
-def clone(source: BinaryIO | int, sink: _Sink | int) -> int | None:
+def clone(source: BinaryIO | int, sink: FdSink | int) -> int | None:
     """Reflink ``source`` into the empty ``sink`` (XFS, btrfs, ...): a copy that
     costs no time or space, and writing it never changes the source (unlike a
     hard link, which would let a trainer write into the store). Its size, or

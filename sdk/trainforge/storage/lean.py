@@ -117,8 +117,7 @@ class LeanRequests:
         except Exception:  # noqa: BLE001 (any failure: the full path runs and reports it)
             return None
         if response.status != expect:
-            response.close()
-            response.release_conn()
+            discard(response)
             return None
         return response
 
@@ -138,8 +137,7 @@ class LeanRequests:
         if response is None:
             return None
         if response.headers.get("content-length") != str(last - first + 1):
-            response.close()
-            response.release_conn()
+            discard(response)
             return None
         return response
 
@@ -176,6 +174,16 @@ class LeanRequests:
         finally:
             response.release_conn()
         return True
+
+
+def discard(response: Any) -> None:
+    """Give up a response that may have bytes left unread: its connection is
+    closed, not reused (the next request would read those bytes as its answer)."""
+    try:
+        response.close()
+        response.release_conn()
+    except Exception:  # noqa: BLE001 (a connection we are done with, either way)
+        pass
 
 
 def head_fields(headers: Any) -> dict[str, Any]:

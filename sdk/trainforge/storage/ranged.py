@@ -13,7 +13,8 @@ Only the success path lives here, as for the lean small-object requests: a
 range the server does not answer with 206, or a stream that breaks, ends the
 attempt (``None``) and the caller falls back to s3transfer, which retries and
 names the error. A write error (disk full) is raised as WriteFailed (falling
-back would only fail again), and whatever ``advance`` raises (a stop) as it is. Pure of any S3 detail: ``open_range`` does the request.
+back would only fail again), and whatever ``advance`` raises (a stop) as it
+is. Pure of any S3 detail: ``open_range`` does the request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .crc import PieceCRC
+from .lean import discard
 
 # A part's bytes are read and written this much at a time: each step is one
 # socket read, one CRC32 and one pwrite, and a stop is noticed between steps.
@@ -136,11 +138,11 @@ def _fastest_readinto(stream: Any) -> Callable[[memoryview], int]:
 
 
 def _finish(stream: Any, whole: bool) -> None:
-    """Give a read-out connection back to the pool; drop one with bytes left
-    unread (reused, the next request would read them as its answer)."""
+    """Give a read-out connection back to the pool; drop one with bytes left unread."""
+    if not whole:
+        discard(stream)
+        return
     try:
-        if not whole:
-            stream.close()
         stream.release_conn()
     except Exception:  # noqa: BLE001 (a connection we are done with, either way)
         pass

@@ -43,7 +43,7 @@ from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC
 from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, write_error
-from .lean import LeanRequests, head_fields
+from .lean import LeanRequests, discard, head_fields
 from .ranged import WriteFailed, download_ranges
 from .s3client import (
     MAPPED,
@@ -318,8 +318,7 @@ class S3Store(BaseStore):
         moved = 0
         length = raw.headers.get("content-length", "")
         if not length.isdigit():
-            raw.close()
-            raw.release_conn()
+            discard(raw)
             return False
 
         def advance(n: int) -> None:
