@@ -6,7 +6,18 @@ import os
 import random
 import zlib
 
-from trainforge.storage.crc import PieceCRC, crc32_combine
+from trainforge.storage import crc as crc_module
+from trainforge.storage.crc import PieceCRC, crc32, crc32_combine
+
+
+def test_the_fast_crc_is_zlibs_crc32_on_every_buffer_kind_and_seed() -> None:
+    """Objects stored with zlib's CRC32 (older clients, mc's checksums) must
+    verify: ISA-L's CRC has to be the same function, continued from any seed."""
+    assert crc_module._fast_crc32 is not zlib.crc32, "isal is a dependency: the fast CRC should be installed"
+    data = bytearray(os.urandom(1 << 20) + b"tail")
+    for view in (bytes(data), data, memoryview(data)[3:-5], b""):
+        for seed in (0, 1, 0xFFFFFFFF, zlib.crc32(b"seed")):
+            assert crc32(view, seed) == zlib.crc32(view, seed)
 
 
 def test_combine_matches_zlib_on_any_split() -> None:

@@ -14,12 +14,12 @@ import itertools
 import os
 import secrets
 import stat
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import StorageError
+from .crc import crc32, crc32_combine
 
 CHUNK = 1024 * 1024
 TMP_MARK = ".tf-tmp-"
@@ -137,7 +137,7 @@ def pump(source: BinaryIO, sink: FdSink | BinaryIO, on_bytes: Callable[[int], No
         if not chunk:
             return total, crc
         sink.write(chunk)
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
         total += len(chunk)
         if on_bytes is not None:
             on_bytes(len(chunk))
@@ -280,7 +280,7 @@ CRC_SPAN = 16 * 1024 * 1024  # a large file's CRC32 is computed in spans of this
 
 def crc32_file(path: str) -> int:
     """CRC32 of the file at ``path``. A file of several spans is read in
-    parallel (zlib releases the GIL) and the spans' CRCs combined: before a
+    parallel (the CRC releases the GIL) and the spans' CRCs combined: before a
     large upload this pass is on the critical path (bench/s3_bench.py)."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -288,18 +288,16 @@ def crc32_file(path: str) -> int:
         if workers < 2:
             crc = 0
             while chunk := handle.read(CHUNK):
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
             return crc
         from concurrent.futures import ThreadPoolExecutor
-
-        from .crc import crc32_combine
 
         fd = handle.fileno()
 
         def span(start: int) -> tuple[int, int]:
             crc, done = 0, 0
             while done < CRC_SPAN and (chunk := os.pread(fd, min(CHUNK * 4, CRC_SPAN - done), start + done)):
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
                 done += len(chunk)
             return done, crc
 

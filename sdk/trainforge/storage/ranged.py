@@ -6,7 +6,7 @@ s3transfer (the boto3 way) reads the parts on many threads but writes every
 that thread too, the 1 GiB download measured 0.48-0.69x plain boto3 and 0.25x
 ``mc`` (bench/s3_bench.py). Here nothing is serialised: a part's bytes go from
 its socket to its range of the file on the thread that read them (``pwrite``
-and zlib's crc32 release the GIL), and the whole object's CRC32 is combined
+and the CRC32 release the GIL), and the whole object's CRC32 is combined
 from the parts' (``crc.PieceCRC``) without reading the file back.
 
 Only the success path lives here, as for the lean small-object requests: a
@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 import threading
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from .crc import PieceCRC
+from .crc import PieceCRC, crc32
 from .lean import discard
 
 # A part's bytes are read and written this much at a time: each step is one
@@ -94,7 +93,7 @@ def download_ranges(open_range: OpenRange, fd: int, size: int, part_size: int, t
                 if not got:
                     raise _Abandoned  # cut short
                 chunk = buffer[:got]
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
                 try:
                     _write_all(fd, chunk, first + done)
                 except OSError as exc:

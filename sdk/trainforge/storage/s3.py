@@ -23,7 +23,6 @@ import base64
 import contextlib
 import os
 import threading
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -41,7 +40,7 @@ from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
-from .crc import PieceCRC
+from .crc import PieceCRC, crc32
 from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, write_error
 from .lean import LeanRequests, discard, head_fields
 from .ranged import WriteFailed, download_ranges
@@ -264,7 +263,7 @@ class S3Store(BaseStore):
             response = self._get_stream(u)
             with contextlib.closing(response["Body"]) as body:
                 data = body.read()
-        _verify(u, len(data), zlib.crc32(data), int(response["ContentLength"]), expected_crc(response))
+        _verify(u, len(data), crc32(data), int(response["ContentLength"]), expected_crc(response))
         return bytes(data)
 
     def read_tail(self, uri: str | StorageURI, max_bytes: int) -> tuple[bytes, int]:
@@ -421,14 +420,14 @@ class S3Store(BaseStore):
             raise StorageError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
         if len(data) != source.size:
             return False  # the file changed since it was listed: the full path reads it again
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         return self._lean.put(uri.bucket, uri.key, data, crc_b64(crc), f"{crc:08x}")
 
     def write_bytes(self, uri: str | StorageURI, data: bytes) -> None:
         u = as_uri(uri)
         if is_prefix(u):
             raise StorageError(f"cannot write bytes to {u}: it names a prefix, not an object")
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         with self._errors(u, "write"):
             self.client.put_object(Bucket=u.bucket, Key=u.key, Body=data, ChecksumCRC32=crc_b64(crc),
                                    Metadata={CRC_META: f"{crc:08x}"})
@@ -440,13 +439,13 @@ class S3Store(BaseStore):
             response = self._get_stream(u)
             with contextlib.closing(response["Body"]) as body:
                 data = body.read()
-        _verify(u, len(data), zlib.crc32(data), int(response["ContentLength"]), expected_crc(response))
+        _verify(u, len(data), crc32(data), int(response["ContentLength"]), expected_crc(response))
         return bytes(data), str(response.get("ETag", "")).strip('"')
 
     def _conditional_put(self, uri: StorageURI, data: bytes, condition: dict[str, str], lost: str) -> str:
         if is_prefix(uri):
             raise StorageError(f"cannot write bytes to {uri}: it names a prefix, not an object")
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         with self._errors(uri, "write"):
             try:
                 response = self.client.put_object(
