@@ -68,6 +68,11 @@ def make_dataset(root: Path, small: int = 120, large_mb: int = 12) -> dict[str, 
     return write_tree(root, files)
 
 
+def open_uploads(bucket: Any, key: str) -> list[dict[str, Any]]:
+    """The unfinished multipart uploads of ``key`` (MinIO lists them only for an exact object name)."""
+    return bucket.s3_client().list_multipart_uploads(Bucket=bucket.name, Prefix=key).get("Uploads", [])
+
+
 def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
@@ -236,8 +241,7 @@ def test_interrupted_upload_leaves_no_object(store: ObjectStore, minio_bucket: A
     with pytest.raises(Exception, match="simulated"):
         store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("up/big.bin"), progress=FailAfter(MiB))
     assert store.list(minio_bucket.uri("up/")) == []
-    uploads = minio_bucket.s3_client().list_multipart_uploads(Bucket=minio_bucket.name)
-    assert uploads.get("Uploads", []) == []  # the multipart upload was aborted
+    assert open_uploads(minio_bucket, "up/big.bin") == []  # the multipart upload was aborted
 
 
 def test_unwritable_download_target_names_the_path(store: ObjectStore, minio_bucket: Any, tmp_path: Path) -> None:
@@ -322,6 +326,102 @@ def test_a_large_download_is_parallel_ranges_written_in_place(
     assert (tmp_path / "dst.bin").read_bytes() == data
     etag = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="ranged/big.bin")["ETag"]
     assert sorted(asked) == [(s, min(s + 5 * MiB, len(data)) - 1, etag) for s in range(0, len(data), 5 * MiB)]
+
+
+def test_a_large_upload_is_lean_parts_read_in_place_and_checked_whole(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the multipart threshold an upload is lean UploadParts, each with
+    its CRC32 (storage/multipart.py), completed with the whole file's CRC32
+    that MinIO checks against the parts': s3transfer is not involved."""
+    data = os.urandom(23 * MiB + 11)  # 5 parts of <= 5 MiB, the last one short
+    (tmp_path / "big.bin").write_bytes(data)
+    sent: list[int] = []
+    lean = store._lean  # type: ignore[attr-defined]
+    put_part = lean.put_part
+
+    def recorded(bucket: str, key: str, upload_id: str, number: int, body: Any, crc_b64: str) -> Any:
+        sent.append(number)
+        return put_part(bucket, key, upload_id, number, body, crc_b64)
+
+    def no_s3transfer() -> None:
+        raise AssertionError("s3transfer was used")
+
+    monkeypatch.setattr(lean, "put_part", recorded)
+    monkeypatch.setattr(store, "_transfers", no_s3transfer)
+    store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("parted/big.bin"))
+    assert sorted(sent) == [1, 2, 3, 4, 5]
+    head = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="parted/big.bin", ChecksumMode="ENABLED")
+    crc = zlib.crc32(data)
+    assert head["ETag"].endswith('-5"') and head["ContentLength"] == len(data)
+    assert head["Metadata"]["tf-crc32"] == f"{crc:08x}"
+    assert head["ChecksumCRC32"] == base64.b64encode(crc.to_bytes(4, "big")).decode()
+    assert head.get("ChecksumType") == "FULL_OBJECT"
+    store.download_file(minio_bucket.uri("parted/big.bin"), str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == data
+
+
+def test_a_part_the_server_refuses_falls_back_to_s3transfer_and_leaves_no_upload(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Part 3 is sent with a CRC32 that is not its bytes': MinIO refuses it.
+    The lean attempt is aborted (its upload gone, progress taken back) and
+    s3transfer sends the file: stored exact, progress counting each byte once."""
+    data = os.urandom(17 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    lean = store._lean  # type: ignore[attr-defined]
+    put_part = lean.put_part
+    refused: list[int] = []
+
+    def corrupting(bucket: str, key: str, upload_id: str, number: int, body: Any, crc_b64: str) -> Any:
+        if number == 3:
+            crc_b64 = base64.b64encode((zlib.crc32(body) ^ 1).to_bytes(4, "big")).decode()
+        etag = put_part(bucket, key, upload_id, number, body, crc_b64)
+        if etag is None:
+            refused.append(number)
+        return etag
+
+    class Counted:
+        total = 0
+        lock = threading.Lock()
+
+        def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
+        def file_done(self) -> None: ...
+        def finish(self) -> None: ...
+
+        def advance(self, nbytes: int) -> None:
+            with self.lock:
+                self.total += nbytes
+
+    monkeypatch.setattr(lean, "put_part", corrupting)
+    progress = Counted()
+    store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("refused/big.bin"), progress=progress)
+    assert refused == [3]
+    assert progress.total == len(data)
+    s3 = minio_bucket.s3_client()
+    assert s3.get_object(Bucket=minio_bucket.name, Key="refused/big.bin")["Body"].read() == data
+    assert open_uploads(minio_bucket, "refused/big.bin") == []
+
+
+def test_a_file_changed_after_its_crc_was_taken_is_not_stored(
+        store: ObjectStore, minio_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file rewritten (same size) between the CRC32 pass and the upload: the
+    parts' CRCs do not add up to the CRC32 the object would carry, so the
+    upload is aborted naming the file, and nothing is stored."""
+    from trainforge.storage import s3 as s3_module
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(12 * MiB))
+    crc32_file = s3_module.crc32_file
+
+    def then_rewritten(name: str) -> int:
+        crc = crc32_file(name)
+        path.write_bytes(os.urandom(12 * MiB))
+        return crc
+
+    monkeypatch.setattr(s3_module, "crc32_file", then_rewritten)
+    with pytest.raises(IntegrityError, match=r"big\.bin changed while it was being uploaded"):
+        store.upload_file(str(path), minio_bucket.uri("changed/big.bin"))
+    assert store.list(minio_bucket.uri("changed/")) == []
+    assert open_uploads(minio_bucket, "changed/big.bin") == []
 
 
 def test_a_large_object_replaced_mid_download_is_never_mixed(

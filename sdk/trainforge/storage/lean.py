@@ -1,4 +1,4 @@
-"""Lean GET, PUT and LIST: each request signed here (sigv4.py) and sent on
+"""Lean GET, PUT, UploadPart and LIST: each request signed here (sigv4.py) and sent on
 the client's own urllib3 connection pool (its TLS settings, timeouts and
 connection limit), without botocore's per-request pipeline of parameter
 validation, serialisation, event hooks, its signer and response parsing.
@@ -95,7 +95,7 @@ class LeanRequests:
             return self._pool
 
     def _send(self, method: str, bucket: str, key: str, headers: dict[str, str],
-              body: bytes | None = None, expect: int = 200, query: str = "") -> Any | None:
+              body: bytes | memoryview | None = None, expect: int = 200, query: str = "") -> Any | None:
         """The urllib3 response (``.status``, ``.headers``, ``.readinto``,
         ``.release_conn``) if its status is ``expect``, else None."""
         path = f"{self._root}/{quote(bucket)}" + (f"/{quote(key, safe='/~')}" if key else "")
@@ -174,6 +174,25 @@ class LeanRequests:
         finally:
             response.release_conn()
         return True
+
+    def put_part(self, bucket: str, key: str, upload_id: str, number: int, body: memoryview,
+                 crc_b64: str) -> str | None:
+        """UploadPart ``number`` of ``upload_id`` carrying the part's CRC32 (the
+        server refuses other bytes); the part's ETag, or None where the full
+        path should run."""
+        query = f"partNumber={number}&uploadId={quote(upload_id, safe='-_.~')}"
+        response = self._send("PUT", bucket, key, {
+            "Content-Length": str(len(body)), "x-amz-checksum-crc32": crc_b64,
+            "x-amz-sdk-checksum-algorithm": "CRC32"}, body, query=query)
+        if response is None:
+            return None
+        try:
+            with contextlib.suppress(Exception):
+                response.read()
+            etag = response.headers.get("etag")
+            return str(etag) if etag else None
+        finally:
+            response.release_conn()
 
 
 def discard(response: Any) -> None:

@@ -20,13 +20,12 @@ is. Pure of any S3 detail: ``open_range`` does the request.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .crc import PieceCRC, crc32
 from .lean import discard
+from .parallel_parts import Abandoned, PartPool
 
 # A part's bytes are read and written this much at a time: each step is one
 # socket read, one CRC32 and one pwrite, and a stop is noticed between steps.
@@ -34,10 +33,6 @@ STEP = 1024 * 1024
 
 # open_range(first, last) -> a readable stream of bytes [first, last], or None.
 OpenRange = Callable[[int, int], "BinaryIO | None"]
-
-
-class _Abandoned(Exception):
-    """A part could not be fetched: the whole download falls back."""
 
 
 class WriteFailed(Exception):
@@ -62,36 +57,26 @@ def download_ranges(open_range: OpenRange, fd: int, size: int, part_size: int, t
     starts again another way). ``advance`` is told every step's bytes and may
     raise to stop the download (the exception propagates)."""
     pieces = PieceCRC()
-    abandon = threading.Event()
-    moved_lock = threading.Lock()
-    moved = 0
+    pool: PartPool[int, int] = PartPool(advance)
 
-    def step_done(n: int) -> None:
-        nonlocal moved
-        with moved_lock:
-            moved += n
-        advance(n)
-
-    def fetch(first: int) -> None:
+    def fetch(first: int) -> int | None:
         length = min(part_size, size - first)
-        if abandon.is_set():
-            return
         stream = open_range(first, first + length - 1)
         if stream is None:
-            raise _Abandoned
+            raise Abandoned
         readinto = _fastest_readinto(stream)
         buffer = memoryview(bytearray(min(STEP, length)))
         crc = done = 0
         try:
             while done < length:
-                if abandon.is_set():
-                    return
+                if pool.abandon.is_set():
+                    return None
                 try:
                     got = readinto(buffer[:min(STEP, length - done)])
                 except Exception as exc:  # noqa: BLE001 (the stream broke, however it says so)
-                    raise _Abandoned from exc
+                    raise Abandoned from exc
                 if not got:
-                    raise _Abandoned  # cut short
+                    raise Abandoned  # cut short
                 chunk = buffer[:got]
                 crc = crc32(chunk, crc)
                 try:
@@ -99,25 +84,13 @@ def download_ranges(open_range: OpenRange, fd: int, size: int, part_size: int, t
                 except OSError as exc:
                     raise WriteFailed(exc) from exc
                 done += got
-                step_done(got)
+                pool.moved(got)
         finally:
             _finish(stream, whole=done == length)
         pieces.add_crc(first, length, crc)
+        return first
 
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="trainforge-range") as pool:
-        futures = [pool.submit(fetch, first) for first in range(0, size, part_size)]
-        failures: list[BaseException] = []
-        for future in futures:
-            try:
-                future.result()
-            except BaseException as exc:  # noqa: BLE001 (every part is waited for; the rest stop early)
-                abandon.set()
-                failures.append(exc)
-    for failure in failures:
-        if not isinstance(failure, _Abandoned):
-            raise failure  # a write error, or a stop from ``advance``
-    if failures:
-        advance(-moved)
+    if pool.run(fetch, range(0, size, part_size), threads, "trainforge-range") is None:
         return None
     return pieces.value(size)
 

@@ -35,6 +35,7 @@ from botocore.exceptions import (
 )
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import ChunksizeAdjuster
 
 from ..config import Settings
 from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, StorageError
@@ -43,6 +44,7 @@ from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matc
 from .crc import PieceCRC, crc32
 from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, write_error
 from .lean import LeanRequests, discard, head_fields
+from .multipart import ReadFailed, upload_parts, whole_crc
 from .ranged import WriteFailed, download_ranges
 from .s3client import (
     MAPPED,
@@ -403,12 +405,51 @@ class S3Store(BaseStore):
                     self.client.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, **extra)
                 progress.advance(source.size)
                 return
-            future = self._transfers().upload(
-                source.path, uri.bucket, uri.key, extra_args=extra, subscribers=[_Subscriber(progress)])
-            future.result()
+            if not (self._lean.usable and self._put_parts(source, uri, crc, progress)):
+                future = self._transfers().upload(
+                    source.path, uri.bucket, uri.key, extra_args=extra, subscribers=[_Subscriber(progress)])
+                future.result()
         stored = int(self._head(uri)["ContentLength"])
         if stored != source.size:
             raise IntegrityError(f"{uri}: stored {stored} bytes, {source.path} has {source.size}")
+
+    def _put_parts(self, source: LocalFile, uri: StorageURI, crc: int, progress: TransferProgress) -> bool:
+        """A multipart upload whose parts are lean UploadParts read in place
+        (multipart.py), completed with the whole file's CRC32 for the server to
+        check; False (the upload aborted, progress rewound) where s3transfer
+        should send the file. Create and complete are botocore's calls."""
+        part_size = ChunksizeAdjuster().adjust_chunksize(self._transfer_config.multipart_chunksize, source.size)
+        upload_id = self.client.create_multipart_upload(
+            Bucket=uri.bucket, Key=uri.key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT",
+            Metadata={CRC_META: f"{crc:08x}"})["UploadId"]
+        completed = False
+        try:
+            try:
+                with open(source.path, "rb") as handle:
+                    parts = upload_parts(
+                        lambda number, body, part_crc: self._lean.put_part(
+                            uri.bucket, uri.key, upload_id, number, body, crc_b64(part_crc)),
+                        handle.fileno(), source.size, part_size,
+                        self._transfer_config.max_request_concurrency, progress.advance)
+            except ReadFailed as failed:
+                raise StorageError(f"cannot read {source.path}: {failed.error.strerror or failed.error}") from failed
+            except OSError as exc:  # the open
+                raise StorageError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
+            if parts is None:
+                return False
+            if whole_crc(parts) != crc:
+                raise IntegrityError(f"{source.path} changed while it was being uploaded to {uri}; nothing was stored")
+            self.client.complete_multipart_upload(
+                Bucket=uri.bucket, Key=uri.key, UploadId=upload_id, ChecksumCRC32=crc_b64(crc),
+                ChecksumType="FULL_OBJECT", MultipartUpload={"Parts": [
+                    {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32": crc_b64(p.crc)}
+                    for p in sorted(parts, key=lambda p: p.number)]})
+            completed = True
+            return True
+        finally:
+            if not completed:
+                with contextlib.suppress(Exception):  # best effort: sweep_partial finds what is left
+                    self.client.abort_multipart_upload(Bucket=uri.bucket, Key=uri.key, UploadId=upload_id)
 
     def _put_lean(self, source: LocalFile, uri: StorageURI) -> bool:
         """One small file read once and sent by the lean PUT (lean.py) with the
