@@ -474,6 +474,8 @@ def test_small_files_take_the_lean_requests_and_arrive_exact(
     store.upload_dir(str(tmp_path / "src"), minio_bucket.uri("lean/"))
     store.download_prefix(minio_bucket.uri("lean/"), str(tmp_path / "dst"))
     assert read_tree(tmp_path / "dst") == files
+    wire = store._lean._wire  # type: ignore[attr-defined]
+    assert wire is not None and wire._idle, "plain HTTP: the requests went on kept-alive sockets (wire.py)"
     head = minio_bucket.s3_client().head_object(Bucket=minio_bucket.name, Key="lean/plus+sign.bin",
                                                 ChecksumMode="ENABLED")
     crc = zlib.crc32(files["plus+sign.bin"])

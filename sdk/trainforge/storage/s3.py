@@ -154,7 +154,9 @@ class S3Store(BaseStore):
         return f"S3Store(endpoint={self.endpoint!r})"
 
     def close(self) -> None:
-        """Stop s3transfer's worker threads (they are started on first large transfer)."""
+        """Stop s3transfer's worker threads (they are started on first large
+        transfer) and close the lean requests' kept-alive sockets."""
+        self._lean.close()
         with self._manager_lock:
             if self._manager is not None:
                 self._manager.shutdown()
