@@ -39,6 +39,12 @@ class Scripted:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer_all(conn)
+        except OSError:
+            pass  # the client dropped the socket mid-answer, as a test may want it to
+
+    def _answer_all(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         with conn, reader:
             while True:
@@ -156,3 +162,25 @@ def test_a_refused_connection_is_none() -> None:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # bound, never listening: connections to it are refused
         assert get(WirePool("127.0.0.1", port, connect_timeout=2, read_timeout=2, max_idle=4)) is None
+
+
+def test_a_put_answered_with_more_than_an_acknowledgement_counts_and_drops_the_socket(
+        pool_for: Callable[[Scripted], WirePool]) -> None:
+    """S3 answers a PUT with an empty body; one that sends 1 MiB is not read to
+    its end (a hostile endpoint cannot make the client buffer it) and its
+    socket is not kept for the next request."""
+    from trainforge.config import S3Settings
+    from trainforge.storage.lean import LeanRequests
+    from trainforge.storage.s3client import make_client
+
+    big = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 1048576\r\n\r\n" + b"x" * 1048576
+    server = Scripted(lambda n, body: big if n == 1 else OK)
+    client = make_client(S3Settings(endpoint_url=f"http://127.0.0.1:{server.port}", access_key_id="a",
+                                    secret_access_key="b"))
+    lean = LeanRequests(client)
+    try:
+        assert lean.put("bucket", "k", b"data", "AAAAAA==", "00000000")
+        assert lean.put("bucket", "k", b"data", "AAAAAA==", "00000000")
+        assert server.connections == 2
+    finally:
+        lean.close()

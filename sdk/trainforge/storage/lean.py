@@ -14,7 +14,6 @@ configured for the endpoint the lean path is off.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign
 from .wire import WirePool
 
 _HEADERS = {"x-amz-checksum-mode": "ENABLED"}
+_MAX_ACK = 64 * 1024  # what a PUT's answer body may hold that we read (S3 sends none)
 _S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -184,11 +184,7 @@ class LeanRequests:
             "x-amz-sdk-checksum-algorithm": "CRC32", "x-amz-meta-tf-crc32": crc_hex}, body)
         if response is None:
             return False
-        try:
-            with contextlib.suppress(Exception):  # the answer was 200: the object is stored
-                response.read()
-        finally:
-            response.release_conn()
+        _finish_ack(response)  # the answer was 200: the object is stored
         return True
 
     def put_part(self, bucket: str, key: str, upload_id: str, number: int, body: memoryview,
@@ -202,13 +198,22 @@ class LeanRequests:
             "x-amz-sdk-checksum-algorithm": "CRC32"}, body, query=query)
         if response is None:
             return None
-        try:
-            with contextlib.suppress(Exception):
-                response.read()
-            etag = response.headers.get("etag")
-            return str(etag) if etag else None
-        finally:
+        etag = response.headers.get("etag")
+        _finish_ack(response)
+        return str(etag) if etag else None
+
+
+def _finish_ack(response: Any) -> None:
+    """Read the (empty) body of a PUT's answer and give the connection back;
+    one holding more than an acknowledgement is dropped, never read to its end."""
+    try:
+        response.read(_MAX_ACK)
+        if not response.read(1):
             response.release_conn()
+            return
+    except Exception:  # noqa: BLE001 (the object is stored either way; the connection is not reused)
+        pass
+    discard(response)
 
 
 def discard(response: Any) -> None:
