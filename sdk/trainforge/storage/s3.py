@@ -42,7 +42,7 @@ from ..errors import IntegrityError, ObjectNotFound, PreconditionFailed, Storage
 from ..uris import StorageURI, redact_userinfo
 from .base import MiB, ObjectInfo, TransferProgress, as_uri, is_prefix, key_matches
 from .crc import PieceCRC, crc32
-from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, write_error
+from .files import FdSink, LocalFile, atomic_fd, atomic_path, crc32_file, pump, reserve, write_error
 from .lean import LeanRequests, discard, head_fields
 from .multipart import ReadFailed, upload_parts, whole_crc
 from .ranged import WriteFailed, download_ranges
@@ -361,7 +361,7 @@ class S3Store(BaseStore):
         or None (the file emptied, progress rewound) where s3transfer should run."""
         try:
             with open(tmp, "xb") as handle:
-                handle.truncate(size)
+                reserve(handle.fileno(), size)
                 crc = download_ranges(
                     lambda first, last: self._lean.open_range(uri.bucket, uri.key, first, last, etag),
                     handle.fileno(), size, self._transfer_config.multipart_chunksize,
