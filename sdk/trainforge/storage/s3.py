@@ -7,14 +7,16 @@ do not match, multipart included) and as the metadata ``x-amz-meta-tf-crc32``
 size and CRC32 (ours, or the object's own full-object CRC32) before the temp
 file is renamed into place; on any mismatch they raise IntegrityError naming
 the object and leave nothing behind. Files at or above
-``multipart_threshold_mb`` go in parallel parts, pinned to one version of the
-object by ETag: uploads through s3transfer, downloads as ranged GETs each
-written in place by its own thread (``ranged.py``), falling back to
-s3transfer. Smaller ones take one request each, and listings one request a
-page, sent by the lean requests of ``lean.py`` (signed by ``sigv4.py``, sent
-on the client's own urllib3 pool, without botocore's per-request pipeline:
-about a third of the CPU per small file), falling back to the full boto3 call
-for anything but the expected answer.
+``multipart_threshold_mb`` go in parallel parts: uploads as lean UploadParts
+read in place, each with its CRC32 (``multipart.py``), downloads as ranged
+GETs pinned to one version of the object by ETag, each written in place by
+its own thread (``ranged.py``); either falls back to s3transfer. Smaller
+files take one request each, and listings one request a page, sent by the
+lean requests of ``lean.py`` (signed by ``sigv4.py``, sent on our own
+kept-alive sockets over plain HTTP (``wire.py``) or the client's urllib3 pool
+over HTTPS, without botocore's per-request pipeline), falling back to the
+full boto3 call for anything but the expected answer. Every CRC32 is ISA-L's
+where installed (``crc.py``).
 """
 
 from __future__ import annotations
