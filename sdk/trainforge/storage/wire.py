@@ -126,7 +126,8 @@ class WirePool:
                 body: bytes | memoryview | None = None) -> Response | None:
         """Send one request; its answer (any status), or None where none came back
         that this client understands. A kept-alive socket the server closed in
-        the meantime is replaced once, as urllib3 does."""
+        the meantime is replaced once, as urllib3 does. Not for HEAD (its
+        answer's Content-Length describes a body that is not sent)."""
         try:
             head = _request_head(method, target, headers)
         except WireError:
