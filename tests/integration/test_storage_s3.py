@@ -60,6 +60,22 @@ class FailAfter:
             raise OSError("simulated failure in the middle of a transfer")
 
 
+class Counted:
+    """A progress sink that adds up the bytes reported (taken-back bytes subtract)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
+    def file_done(self) -> None: ...
+    def finish(self) -> None: ...
+
+    def advance(self, nbytes: int) -> None:
+        with self.lock:
+            self.total += nbytes
+
+
 def make_dataset(root: Path, small: int = 120, large_mb: int = 12) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for i in range(small):
@@ -379,18 +395,6 @@ def test_a_part_the_server_refuses_falls_back_to_s3transfer_and_leaves_no_upload
             refused.append(number)
         return etag
 
-    class Counted:
-        total = 0
-        lock = threading.Lock()
-
-        def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
-        def file_done(self) -> None: ...
-        def finish(self) -> None: ...
-
-        def advance(self, nbytes: int) -> None:
-            with self.lock:
-                self.total += nbytes
-
     monkeypatch.setattr(lean, "put_part", corrupting)
     progress = Counted()
     store.upload_file(str(tmp_path / "big.bin"), minio_bucket.uri("refused/big.bin"), progress=progress)
@@ -595,18 +599,6 @@ def test_a_range_cut_short_falls_back_to_s3transfer_and_arrives_exact(tmp_path: 
             self.wfile.write(data[first:last + 1])
 
         def log_message(self, *args: object) -> None: ...
-
-    class Counted:
-        total = 0
-        lock = threading.Lock()
-
-        def start(self, total_files: int, total_bytes: int, description: str) -> None: ...
-        def file_done(self) -> None: ...
-        def finish(self) -> None: ...
-
-        def advance(self, nbytes: int) -> None:
-            with self.lock:
-                self.total += nbytes
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serving)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Iterable
 
 try:  # ISA-L's CRC32 (folding with carry-less multiplies): 4x zlib's here, same values
     from isal.isal_zlib import crc32 as _fast_crc32
@@ -64,6 +65,14 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
         len2 >>= 1
         k += 1
     return crc1 ^ crc2
+
+
+def crc32_concat(pieces: Iterable[tuple[int, int]]) -> int:
+    """CRC32 of consecutive pieces given in order as (length, CRC32)."""
+    total = 0
+    for length, crc in pieces:
+        total = crc32_combine(total, crc, length)
+    return total
 
 
 class PieceCRC:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import StorageError
-from .crc import crc32, crc32_combine
+from .crc import crc32, crc32_concat
 
 CHUNK = 1024 * 1024
 TMP_MARK = ".tf-tmp-"
@@ -318,11 +318,7 @@ def crc32_file(path: str) -> int:
             return done, crc
 
         with ThreadPoolExecutor(workers, thread_name_prefix="trainforge-crc") as pool:
-            spans = list(pool.map(span, range(0, size, CRC_SPAN)))
-        total = 0
-        for length, crc in spans:
-            total = crc32_combine(total, crc, length)
-        return total
+            return crc32_concat(pool.map(span, range(0, size, CRC_SPAN)))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .crc import crc32, crc32_combine
+from .crc import crc32, crc32_concat
 from .parallel_parts import Abandoned, PartPool
 
 # send_part(part number, its bytes, their CRC32) -> the part's ETag, or None.
@@ -49,10 +49,7 @@ class ReadFailed(Exception):
 
 def whole_crc(parts: list[Part]) -> int:
     """The CRC32 of the file the parts tile, in part order."""
-    total = 0
-    for part in sorted(parts, key=lambda p: p.number):
-        total = crc32_combine(total, part.crc, part.length)
-    return total
+    return crc32_concat((p.length, p.crc) for p in sorted(parts, key=lambda p: p.number))
 
 
 def _read_exactly(fd: int, view: memoryview, offset: int) -> bool:
